@@ -1,0 +1,101 @@
+"""Mask utilities: COCO RLE encode/decode (pycocotools), boxes from masks, IoU / IoM, and NMS.
+
+Masks are bool arrays of shape (height, width); boxes are XYXY pixels with exclusive max corner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from sam3_agent.schema import BoxXYXY, Instance, Rle
+
+
+def rle_encode(mask: np.ndarray) -> Rle:
+    """Encode one (H, W) bool/uint8 mask as COCO RLE."""
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2-D (height, width) mask, got shape {mask.shape}")
+    encoded = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return Rle(size=(int(encoded["size"][0]), int(encoded["size"][1])), counts=encoded["counts"].decode("ascii"))
+
+
+def rle_encode_many(masks: np.ndarray) -> list[Rle]:
+    """Encode an (N, H, W) stack of masks in one pycocotools call."""
+    if masks.ndim != 3:
+        raise ValueError(f"expected an (N, height, width) mask stack, got shape {masks.shape}")
+    if len(masks) == 0:
+        return []
+    # pycocotools wants (H, W, N) in Fortran order, i.e. a C-contiguous (N, W, H) array viewed transposed.
+    stack = np.ascontiguousarray(masks.transpose(0, 2, 1), dtype=np.uint8).transpose(2, 1, 0)
+    encoded = coco_mask.encode(stack)
+    return [Rle(size=(int(e["size"][0]), int(e["size"][1])), counts=e["counts"].decode("ascii")) for e in encoded]
+
+
+def rle_decode(rle: Rle) -> np.ndarray:
+    """Decode a COCO RLE into an (H, W) bool mask."""
+    return coco_mask.decode(rle.to_coco()).astype(bool)
+
+
+def rle_area(rle: Rle) -> int:
+    return int(coco_mask.area(rle.to_coco()))
+
+
+def mask_to_box(mask: np.ndarray) -> BoxXYXY:
+    """Tight XYXY box (max corner exclusive) of a mask; (0, 0, 0, 0) for an empty mask."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if len(xs) == 0:
+        return (0.0, 0.0, 0.0, 0.0)
+    return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
+
+
+def _pairwise(a: Sequence[Rle], b: Sequence[Rle]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection, area_a, area_b as (len(a), len(b)), (len(a),), (len(b),) arrays."""
+    ca = [r.to_coco() for r in a]
+    cb = [r.to_coco() for r in b]
+    area_a = coco_mask.area(ca).astype(np.float64)
+    area_b = coco_mask.area(cb).astype(np.float64)
+    iou = np.asarray(coco_mask.iou(ca, cb, [0] * len(cb)), dtype=np.float64).reshape(len(ca), len(cb))
+    # iou = I / (A + B - I)  =>  I = iou * (A + B) / (1 + iou)
+    inter = iou * (area_a[:, None] + area_b[None, :]) / (1.0 + iou)
+    return inter, area_a, area_b
+
+
+def mask_iou(a: Sequence[Rle], b: Sequence[Rle]) -> np.ndarray:
+    """Pairwise intersection-over-union, shape (len(a), len(b))."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    inter, area_a, area_b = _pairwise(a, b)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def mask_iom(a: Sequence[Rle], b: Sequence[Rle]) -> np.ndarray:
+    """Pairwise intersection-over-minimum (area of the smaller mask), shape (len(a), len(b))."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    inter, area_a, area_b = _pairwise(a, b)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
+
+
+def nms(instances: Sequence[Instance], threshold: float = 0.5, metric: str = "iom") -> list[Instance]:
+    """Greedy NMS by score: drop an instance overlapping a kept, higher-scored one by more than threshold.
+
+    ``metric`` is "iom" (intersection over the smaller mask: SAM 3's counting recipe, which also removes
+    a part nested in a whole) or "iou". Order of the result: by descending score.
+    """
+    if metric not in ("iom", "iou"):
+        raise ValueError(f"metric must be 'iom' or 'iou', got {metric!r}")
+    ranked = sorted(instances, key=lambda inst: inst.score, reverse=True)
+    if len(ranked) < 2:
+        return list(ranked)
+    rles = [inst.rle for inst in ranked]
+    overlap = mask_iom(rles, rles) if metric == "iom" else mask_iou(rles, rles)
+    kept: list[int] = []
+    for i in range(len(ranked)):
+        if all(overlap[i, j] <= threshold for j in kept):
+            kept.append(i)
+    return [ranked[i] for i in kept]

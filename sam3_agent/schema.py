@@ -1,0 +1,174 @@
+"""The one data model shared by the engine, the agent, the CLI, the server and the adapters.
+
+Conventions everywhere: boxes are XYXY in pixels of the ORIGINAL image (x to the right, y down, the
+bottom-right corner exclusive like a slice end); masks are COCO run-length encodings (``pycocotools``,
+column-major, ``counts`` as a str) of shape (height, width) of the original image.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sam3_agent.errors import PromptError
+
+BoxXYXY = tuple[float, float, float, float]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Rle(_Frozen):
+    """COCO run-length encoding of one binary mask: ``size`` is ``[height, width]``."""
+
+    size: tuple[int, int]
+    counts: str
+
+    def to_coco(self) -> dict:
+        """The dict ``pycocotools.mask.decode`` takes (counts as bytes)."""
+        return {"size": list(self.size), "counts": self.counts.encode("ascii")}
+
+
+class Instance(_Frozen):
+    """One segmented object.
+
+    ``score`` is SAM 3's final score, sigmoid(query logit) x sigmoid(presence logit);
+    ``presence_score`` is the image-level p(concept present) factor alone.
+    ``id`` is assigned by whoever owns the collection (the engine numbers per prompt from 0, the
+    agent's mask store gives ids that stay stable for a whole query).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ignored_types=(cached_property,))
+
+    id: int = Field(ge=0)
+    phrase: str
+    score: float = Field(ge=0.0, le=1.0)
+    presence_score: float = Field(default=1.0, ge=0.0, le=1.0)
+    box: BoxXYXY
+    rle: Rle
+    area: int = Field(ge=0)
+
+    @field_validator("box")
+    @classmethod
+    def _box_is_ordered(cls, box: BoxXYXY) -> BoxXYXY:
+        if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
+            raise ValueError(f"box must be finite XYXY with x1 >= x0 and y1 >= y0, got {box}")
+        return box
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the image the mask belongs to."""
+        return self.rle.size
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """The decoded mask, bool array of shape (height, width); decoded once, on first use."""
+        from sam3_agent.masks import rle_decode
+
+        return rle_decode(self.rle)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """Centre (x, y) of the box."""
+        x0, y0, x1, y1 = self.box
+        return ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+
+
+class ExemplarBox(_Frozen):
+    """A visual exemplar: an XYXY pixel box around an example (positive) or a look-alike to reject."""
+
+    box: BoxXYXY
+    positive: bool = True
+
+    @field_validator("box")
+    @classmethod
+    def _finite(cls, box: BoxXYXY) -> BoxXYXY:
+        if not all(math.isfinite(v) for v in box):
+            raise ValueError(f"box coordinates must be finite numbers, got {box}")
+        return box
+
+    def check_inside(self, width: int, height: int) -> None:
+        """Raise PromptError unless the box is non-empty, ordered and overlaps the image."""
+        x0, y0, x1, y1 = self.box
+        if x1 <= x0 or y1 <= y0:
+            raise PromptError(f"box {list(self.box)} is empty or inverted: expected x0 < x1 and y0 < y1 (XYXY)")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise PromptError(f"box {list(self.box)} lies outside the {width}x{height} image")
+
+
+class Prompt(_Frozen):
+    """One SAM 3 prompt: a short noun phrase, exemplar boxes, or both."""
+
+    text: str | None = None
+    boxes: tuple[ExemplarBox, ...] = ()
+
+    @field_validator("text")
+    @classmethod
+    def _strip(cls, text: str | None) -> str | None:
+        if text is None:
+            return None
+        text = " ".join(text.split())
+        return text or None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Prompt:
+        if self.text is None and not self.boxes:
+            raise ValueError("a prompt needs a non-empty noun phrase, exemplar boxes, or both")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The phrase instances found by this prompt are named after."""
+        if self.text:
+            return self.text
+        n_pos = sum(b.positive for b in self.boxes)
+        return f"exemplar ({n_pos} positive, {len(self.boxes) - n_pos} negative)"
+
+
+class Thresholds(_Frozen):
+    """Keep an instance when score >= ``score``; a pixel is in the mask when p >= ``mask``.
+
+    ``nms_iom``: drop an instance whose intersection-over-minimum with a higher-scored one exceeds this
+    (SAM 3's counting recipe uses 0.5); None disables it.
+    """
+
+    score: float = Field(default=0.5, ge=0.0, le=1.0)
+    mask: float = Field(default=0.5, ge=0.0, le=1.0)
+    nms_iom: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class TraceStep(_Frozen):
+    """One step of an agent run: which tool ran with which arguments, what came of it, how long it took."""
+
+    index: int
+    tool: str
+    arguments: dict
+    summary: str
+    ok: bool = True
+    seconds: float = 0.0
+    instance_ids: tuple[int, ...] = ()
+
+
+AnswerStatus = Literal["answered", "no_match", "gave_up"]
+
+
+class Answer(_Frozen):
+    """What the agent returns for one query."""
+
+    query: str
+    status: AnswerStatus
+    text: str
+    count: int | None = None
+    instances: tuple[Instance, ...] = ()
+    all_instances: tuple[Instance, ...] = ()
+    trace: tuple[TraceStep, ...] = ()
+    image_size: Annotated[tuple[int, int], Field(description="(height, width)")] = (0, 0)
+
+    @property
+    def selected_ids(self) -> list[int]:
+        return [inst.id for inst in self.instances]
