@@ -1,0 +1,193 @@
+"""The `sam3-agent` command line: `ask` (agent + engine), `segment` (engine only)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
+from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds, TraceStep
+
+if TYPE_CHECKING:
+    from sam3_agent.engine.transformers_engine import Sam3Engine
+
+app = typer.Typer(
+    name="sam3-agent",
+    help="Answer questions about images with an LLM agent driving SAM 3.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint: local directory or hub id. Env: SAM3_CHECKPOINT."),
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cuda:1, cpu. Default: CUDA if present.")]
+DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. Default: bf16 on CUDA, fp32 on CPU.")]
+ScoreOpt = Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0, help="Keep instances scoring >= this.")]
+MaskOpt = Annotated[float, typer.Option("--mask-threshold", min=0.0, max=1.0, help="Mask pixel probability cut.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder. Default: outputs/<image name>.")]
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """Parse "x0,y0,x1,y1" (pixels, XYXY) into a tuple; raises typer.BadParameter with the reason."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"box {text!r} must be four numbers x0,y0,x1,y1") from None
+    if len(values) != 4:
+        raise typer.BadParameter(f"box {text!r} has {len(values)} numbers; expected four: x0,y0,x1,y1")
+    return values  # type: ignore[return-value]
+
+
+def _default_out(image: str) -> Path:
+    stem = Path(image).stem if not image.startswith(("http://", "https://", "data:")) else "image"
+    return Path("outputs") / (stem or "image")
+
+
+def _load_engine(checkpoint: str | None, device: str | None, dtype: str | None) -> Sam3Engine:
+    from sam3_agent.engine.transformers_engine import Sam3Engine
+
+    engine = Sam3Engine(checkpoint, device=device, dtype=dtype)
+    with console.status("Loading SAM 3 …", spinner="dots"):
+        engine.load()
+    return engine
+
+
+def _instances_table(instances: list[Instance], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("id", "phrase", "score", "area", "box (x0, y0, x1, y1)"):
+        table.add_column(column)
+    for inst in instances:
+        box = ", ".join(f"{v:.0f}" for v in inst.box)
+        table.add_row(str(inst.id), inst.phrase, f"{inst.score:.3f}", str(inst.area), box)
+    return table
+
+
+def _print_step(step: TraceStep) -> None:
+    mark = "[green]✓[/]" if step.ok else "[red]✗[/]"
+    console.print(f"{mark} {step.tool} ({step.seconds:.1f}s): {step.summary}")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    code = EXIT_BAD_INPUT if isinstance(exc, ImageError | PromptError | ConfigError) else EXIT_FAILURE
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code)
+
+
+@app.command()
+def ask(
+    image: Annotated[str, typer.Argument(help="Image path or http(s) URL.")],
+    query: Annotated[str, typer.Argument(help='The question, e.g. "how many cups are left of the laptop?"')],
+    checkpoint: CheckpointOpt = None,
+    llm_base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
+    ] = None,
+    llm_model: Annotated[str | None, typer.Option(help="Model at the endpoint. Env: SAM3_AGENT_LLM_MODEL.")] = None,
+    llm_api_key: Annotated[
+        str | None, typer.Option(help="API key. Env: SAM3_AGENT_LLM_API_KEY / OPENAI_API_KEY.")
+    ] = None,
+    tool_mode: Annotated[str | None, typer.Option(help="auto, native or text (for endpoints without tools).")] = None,
+    max_turns: Annotated[int, typer.Option(min=1, help="LLM turns before the agent gives up.")] = 12,
+    score_threshold: ScoreOpt = 0.5,
+    mask_threshold: MaskOpt = 0.5,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    out_dir: OutOpt = None,
+) -> None:
+    """Ask a question about an image; print the answer and count, write overlay.png and answer.json."""
+    from sam3_agent.agent.llm_settings import LLMSettings
+    from sam3_agent.agent.loop import Sam3Agent
+    from sam3_agent.agent.openai_client import OpenAIChatModel
+    from sam3_agent.images import load_image
+    from sam3_agent.outputs import write_answer
+
+    try:
+        if not query.strip():
+            raise PromptError("the query is empty: ask a question about the image")
+        overrides = {"base_url": llm_base_url, "model": llm_model, "api_key": llm_api_key, "tool_mode": tool_mode}
+        settings = LLMSettings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+        pil = load_image(image)
+        engine = _load_engine(checkpoint, device, dtype)
+        agent = Sam3Agent(
+            engine,
+            OpenAIChatModel(settings),
+            thresholds=Thresholds(score=score_threshold, mask=mask_threshold),
+            max_turns=max_turns,
+        )
+        answer = agent.run(pil, query, on_step=_print_step)
+        paths = write_answer(answer, pil, out_dir or _default_out(image))
+    except Sam3AgentError as exc:
+        raise _fail(exc) from None
+    if answer.instances:
+        out.print(_instances_table(list(answer.instances), "selected instances"))
+    out.print(f"[bold]answer:[/] {answer.text}")
+    if answer.count is not None:
+        out.print(f"[bold]count:[/] {answer.count}")
+    console.print(f"wrote {paths['overlay']} and {paths['json']}")
+    if answer.status == "gave_up":
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+def segment(
+    image: Annotated[str, typer.Argument(help="Image path or http(s) URL.")],
+    phrases: Annotated[list[str] | None, typer.Argument(help="Short noun phrases, e.g. 'red cup' laptop.")] = None,
+    box: Annotated[list[str] | None, typer.Option(help="Positive exemplar box x0,y0,x1,y1 (pixels); repeat.")] = None,
+    neg_box: Annotated[list[str] | None, typer.Option(help="Negative exemplar box x0,y0,x1,y1, repeatable.")] = None,
+    checkpoint: CheckpointOpt = None,
+    score_threshold: ScoreOpt = 0.5,
+    mask_threshold: MaskOpt = 0.5,
+    nms: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="IoM NMS threshold for counting (SAM 3 uses 0.5).")
+    ] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    out_dir: OutOpt = None,
+) -> None:
+    """Run SAM 3 alone (no LLM): every instance of each phrase, optionally guided by exemplar boxes."""
+    from sam3_agent.images import load_image
+    from sam3_agent.outputs import SegmentationRecord, write_segmentation
+
+    try:
+        exemplars = tuple(ExemplarBox(box=parse_box(b)) for b in box or ()) + tuple(
+            ExemplarBox(box=parse_box(b), positive=False) for b in neg_box or ()
+        )
+        prompts = [Prompt(text=p, boxes=exemplars) for p in phrases or ()] or [Prompt(boxes=exemplars)]
+    except (ValueError, typer.BadParameter) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        pil = load_image(image)
+        engine = _load_engine(checkpoint, device, dtype)
+        thresholds = Thresholds(score=score_threshold, mask=mask_threshold, nms_iom=nms)
+        with console.status("Segmenting …", spinner="dots"):
+            per_prompt = engine.segment(pil, prompts, thresholds)
+        instances = [inst for group in per_prompt for inst in group]
+        instances = [inst.model_copy(update={"id": i}) for i, inst in enumerate(instances)]
+        record = SegmentationRecord(
+            image=image, image_size=(pil.height, pil.width), prompts=prompts, instances=instances
+        )
+        paths = write_segmentation(record, pil, out_dir or _default_out(image))
+    except Sam3AgentError as exc:
+        raise _fail(exc) from None
+    out.print(_instances_table(instances, f"{len(instances)} instance(s)"))
+    for prompt, group in zip(prompts, per_prompt, strict=True):
+        out.print(f"{prompt.label}: {len(group)}")
+    console.print(f"wrote {paths['overlay']} and {paths['json']}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(sys.argv[1:])
