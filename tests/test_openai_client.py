@@ -1,0 +1,243 @@
+"""OpenAIChatModel in native mode, over real HTTP through the ``openai`` package against ReplayServer."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from sam3_agent.agent.llm_settings import PLACEHOLDER_API_KEY, LLMSettings
+from sam3_agent.agent.messages import (
+    AssistantMessage,
+    ImagePart,
+    SystemMessage,
+    ToolMessage,
+    ToolSpec,
+    UserMessage,
+)
+from sam3_agent.agent.openai_client import LLMRequestError, OpenAIChatModel
+from sam3_agent.errors import ConfigError, LLMError
+from sam3_agent.testing.replay_server import ReplayError, ReplayServer
+from sam3_agent.testing.turns import text_turn, tool_call_turn
+
+SEGMENT = ToolSpec(
+    name="segment_phrase",
+    description="Find every instance of a short noun phrase.",
+    parameters={"type": "object", "properties": {"phrase": {"type": "string"}}, "required": ["phrase"]},
+)
+HISTORY = [SystemMessage(content="You segment things."), UserMessage.of("How many cats?")]
+
+
+def make_model(server_or_url: ReplayServer | str, waits: list[float] | None = None, **kw: Any) -> OpenAIChatModel:
+    """A client with tiny retry waits; ``waits`` (if given) records the sleeps instead of sleeping."""
+    url = server_or_url if isinstance(server_or_url, str) else server_or_url.base_url
+    settings = LLMSettings(
+        model="replay-model", base_url=url, retry_min_wait=0.001, retry_max_wait=0.005, **{"max_retries": 3, **kw}
+    )
+    if waits is None:
+        return OpenAIChatModel(settings)
+    return OpenAIChatModel(settings, sleep=waits.append)
+
+
+def test_native_tool_call_round_trip_keeps_raw_arguments() -> None:
+    malformed = '{"phrase": "cat",'  # truncated JSON: the agent's business, must arrive untouched
+    with ReplayServer([tool_call_turn("segment_phrase", malformed, content="Looking."), text_turn("2 cats")]) as srv:
+        with make_model(srv) as model:
+            reply = model.chat(HISTORY, [SEGMENT])
+            assert reply.content == "Looking."
+            assert [(c.name, c.arguments) for c in reply.tool_calls] == [("segment_phrase", malformed)]
+            call = reply.tool_calls[0]
+            result = ToolMessage(tool_call_id=call.id, name=call.name, content="error: arguments are not JSON")
+            final = model.chat([*HISTORY, reply, result], [SEGMENT])
+        srv.assert_complete()
+    assert final == AssistantMessage(content="2 cats")
+    second = srv.requests[1]["messages"]
+    assert second[2] == {
+        "role": "assistant",
+        "content": "Looking.",
+        "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": "segment_phrase", "arguments": malformed}}
+        ],
+    }
+    assert second[3] == {"role": "tool", "tool_call_id": call.id, "content": "error: arguments are not JSON"}
+
+
+def test_request_carries_tools_images_and_settings() -> None:
+    image = Image.new("RGB", (8, 6), (200, 10, 10))
+    part = ImagePart.from_pil(image, caption="Image 1: the photo")
+    user = UserMessage.of("How many cats?", part)
+    with ReplayServer([text_turn("none")]) as srv, make_model(srv, temperature=0.3, max_tokens=77) as model:
+        model.chat([SystemMessage(content="sys"), user], [SEGMENT])
+    body = srv.requests[0]
+    assert body["model"] == "replay-model"
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 77
+    assert body["tool_choice"] == "auto"
+    assert body["tools"] == [{"type": "function", "function": SEGMENT.model_dump()}]
+    assert body["messages"][0] == {"role": "system", "content": "sys"}
+    content = body["messages"][1]["content"]
+    assert content[0] == {"type": "text", "text": "How many cats?"}
+    assert content[1] == {"type": "text", "text": "Image 1: the photo"}
+    assert content[2] == {"type": "image_url", "image_url": {"url": part.data_url}}
+    assert part.data_url.startswith("data:image/png;base64,")
+
+
+def test_no_tools_sends_no_tool_fields_and_empty_reply_is_returned() -> None:
+    empty = AssistantMessage(content=None)
+    with ReplayServer([empty]) as srv, make_model(srv) as model:
+        assert model.chat(HISTORY, []) == empty
+    assert "tools" not in srv.requests[0] and "tool_choice" not in srv.requests[0]
+
+
+@pytest.mark.parametrize(("api_key", "sent"), [(None, PLACEHOLDER_API_KEY), ("sk-test", "sk-test")])
+def test_api_key_or_placeholder_is_sent(monkeypatch: pytest.MonkeyPatch, api_key: str | None, sent: str) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with ReplayServer([text_turn("ok")]) as srv, make_model(srv, api_key=api_key) as model:
+        assert model.chat(HISTORY, []).content == "ok"
+    assert srv.request_headers[0]["authorization"] == f"Bearer {sent}"
+
+
+def test_retry_after_429_honours_retry_after_then_500_then_success() -> None:
+    script = [ReplayError(429, retry_after=0.25), ReplayError(500), text_turn("done")]
+    waits: list[float] = []
+    with ReplayServer(script) as srv, make_model(srv, waits) as model:
+        assert model.chat(HISTORY, [SEGMENT]).content == "done"
+        srv.assert_complete()
+    assert len(srv.requests) == 3
+    assert waits[0] == pytest.approx(0.25)
+    assert 0.001 <= waits[1] <= 0.005  # no header: exponential backoff within the configured bounds
+
+
+def test_retry_after_is_capped() -> None:
+    waits: list[float] = []
+    script = [ReplayError(429, retry_after=3600), text_turn("ok")]
+    with ReplayServer(script) as srv, make_model(srv, waits, retry_after_cap=0.01) as model:
+        assert model.chat(HISTORY, []).content == "ok"
+    assert waits == [pytest.approx(0.01)]
+
+
+def test_real_sleep_between_retries() -> None:
+    with ReplayServer([ReplayError(503), ReplayError(502), text_turn("ok")]) as srv, make_model(srv) as model:
+        assert model.chat(HISTORY, []).content == "ok"
+    assert len(srv.requests) == 3
+
+
+def test_exhausted_retries_raise_llm_error() -> None:
+    with ReplayServer([ReplayError(503)] * 3) as srv, make_model(srv, max_retries=2) as model:
+        with pytest.raises(LLMError, match=r"HTTP 503.*after 3 attempts") as info:
+            model.chat(HISTORY, [SEGMENT])
+        srv.assert_complete()
+    assert isinstance(info.value, LLMRequestError)
+    assert (info.value.status, info.value.attempts) == (503, 3)
+    assert len(srv.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        (401, "SAM3_AGENT_LLM_API_KEY"),
+        (403, "access denied"),
+        (404, "SAM3_AGENT_LLM_MODEL"),
+        (400, "rejected"),
+    ],
+)
+def test_client_errors_are_not_retried(status: int, hint: str) -> None:
+    body = {"error": {"message": "scripted refusal", "type": "invalid_request_error"}}
+    with (
+        ReplayServer([ReplayError(status, body), text_turn("never sent")]) as srv,
+        make_model(srv) as model,
+        pytest.raises(LLMRequestError, match=hint) as info,
+    ):
+        model.chat(HISTORY, [SEGMENT])
+    assert info.value.status == status and info.value.attempts == 1
+    assert "scripted refusal" in str(info.value)
+    assert len(srv.requests) == 1
+
+
+def test_script_exhausted_answers_500_with_clear_message() -> None:
+    with (
+        ReplayServer([]) as srv,
+        make_model(srv, max_retries=1) as model,
+        pytest.raises(LLMError, match="replay script exhausted"),
+    ):
+        model.chat(HISTORY, [])
+    assert len(srv.requests) == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_names_the_url() -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    with make_model(url, max_retries=1) as model, pytest.raises(LLMRequestError, match="could not connect") as info:
+        model.chat(HISTORY, [])
+    assert url in str(info.value)
+    assert info.value.status is None and info.value.attempts == 2
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP listener that accepts connections but never answers (forces read timeouts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
+def test_timeout_is_retried_then_reported(silent_server: str) -> None:
+    with (
+        make_model(silent_server, max_retries=1, timeout=0.2) as model,
+        pytest.raises(LLMRequestError, match=r"did not answer within 0\.2 s") as info,
+    ):
+        model.chat(HISTORY, [])
+    assert info.value.attempts == 2
+
+
+def test_replay_server_models_route_and_assert_complete() -> None:
+    with ReplayServer([text_turn("a"), text_turn("b")], model="m1") as srv:
+        with urllib.request.urlopen(f"{srv.base_url}/models", timeout=5) as resp:
+            listing = json.load(resp)
+        assert [m["id"] for m in listing["data"]] == ["m1"]
+        with make_model(srv) as model:
+            model.chat(HISTORY, [])
+        with pytest.raises(AssertionError, match="1 of 2 scripted turns were left unused"):
+            srv.assert_complete()
+
+
+def test_settings_from_env_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAM3_AGENT_LLM_MODEL", "env-model")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://openai-fallback/v1")
+    monkeypatch.setenv("SAM3_AGENT_LLM_BASE_URL", "http://ours/v1")
+    monkeypatch.delenv("SAM3_AGENT_LLM_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fallback")
+    monkeypatch.setenv("SAM3_AGENT_LLM_TOOL_MODE", "text")
+    settings = LLMSettings.from_env()
+    assert (settings.model, settings.base_url, settings.api_key, settings.tool_mode) == (
+        "env-model",
+        "http://ours/v1",
+        "sk-fallback",
+        "text",
+    )
+    assert "sk-fallback" not in repr(settings)
+    flagged = LLMSettings.from_env(model="flag-model", base_url=None, max_retries=1)
+    assert (flagged.model, flagged.base_url, flagged.max_retries) == ("flag-model", "http://ours/v1", 1)
+    monkeypatch.delenv("SAM3_AGENT_LLM_BASE_URL")
+    assert LLMSettings.from_env().base_url == "http://openai-fallback/v1"
+
+
+def test_settings_missing_model_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SAM3_AGENT_LLM_MODEL", raising=False)
+    monkeypatch.delenv("SAM3_AGENT_LLM_TOOL_MODE", raising=False)
+    with pytest.raises(ConfigError, match="--llm-model or set SAM3_AGENT_LLM_MODEL"):
+        LLMSettings.from_env()
+    with pytest.raises(ConfigError, match="tool_mode"):
+        LLMSettings.from_env(model="m", tool_mode="telepathy")
+    with pytest.raises(ConfigError, match="retry_max_wait"):
+        LLMSettings.from_env(model="m", retry_min_wait=5, retry_max_wait=1)
