@@ -51,12 +51,18 @@ def mask_to_box(mask: np.ndarray) -> BoxXYXY:
     return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
 
 
+def _areas(cocos: list[dict]) -> np.ndarray:
+    # pycocotools' area() sizes an internal counter as uint8 and overflows past 255 masks: go in chunks.
+    chunks = [coco_mask.area(cocos[i : i + 255]) for i in range(0, len(cocos), 255)]
+    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
+
+
 def _pairwise(a: Sequence[Rle], b: Sequence[Rle]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Intersection, area_a, area_b as (len(a), len(b)), (len(a),), (len(b),) arrays."""
     ca = [r.to_coco() for r in a]
     cb = [r.to_coco() for r in b]
-    area_a = coco_mask.area(ca).astype(np.float64)
-    area_b = coco_mask.area(cb).astype(np.float64)
+    area_a = _areas(ca)
+    area_b = _areas(cb)
     iou = np.asarray(coco_mask.iou(ca, cb, [0] * len(cb)), dtype=np.float64).reshape(len(ca), len(cb))
     # iou = I / (A + B - I)  =>  I = iou * (A + B) / (1 + iou)
     inter = iou * (area_a[:, None] + area_b[None, :]) / (1.0 + iou)

@@ -122,3 +122,14 @@ def test_exemplar_box_checks(box: tuple[float, ...], message: str) -> None:
 def test_exemplar_box_rejects_nan() -> None:
     with pytest.raises(ValidationError, match="finite"):
         ExemplarBox(box=(0, 0, float("nan"), 3))
+
+
+def test_overlaps_and_nms_handle_more_than_255_masks() -> None:
+    masks = np.zeros((300, 30, 40), dtype=bool)
+    for i in range(300):
+        y, x = divmod(i, 20)
+        masks[i, y * 2 : y * 2 + 2, x * 2 : x * 2 + 2] = True
+    rles = rle_encode_many(masks)
+    assert np.allclose(np.diag(mask_iom(rles, rles)), 1.0)
+    instances = [inst(m, 0.5 + i / 1000, i) for i, m in enumerate(masks)]
+    assert len(nms(instances, 0.5)) == 300
