@@ -1,0 +1,225 @@
+"""The agent loop: a small state machine in which the language model drives SAM 3 through tools.
+
+One run answers one query about one image. The state (:class:`RunState`) holds the conversation, the mask
+store and the trace. Each :meth:`Sam3Agent._step` asks the model once and returns :class:`RunAgain` or
+:class:`Finished`; the run ends on ``final_answer`` / ``no_match`` or when the turn limit is reached.
+Model mistakes (bad JSON, unknown tools or ids, no tool call at all) go back to the model as messages and
+cost a turn; caller mistakes raise (``PromptError``, ``ImageError``, ``ConfigError``); ``LLMError`` from the
+chat model propagates.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from sam3_agent.agent.history import prune_history
+from sam3_agent.agent.messages import (
+    ChatModel,
+    ContentPart,
+    ImagePart,
+    Message,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+)
+from sam3_agent.agent.store import MaskStore
+from sam3_agent.agent.system_prompt import load_prompt
+from sam3_agent.agent.toolbox import default_tools
+from sam3_agent.agent.tools import Shown, Tool, ToolContext, Verdict, execute
+from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.errors import ConfigError, ImageError, PromptError
+from sam3_agent.schema import Answer, AnswerStatus, Instance, Thresholds, TraceStep
+
+SYSTEM_PROMPT_NAME = "agent_system"
+
+MAX_MODEL_IMAGE_SIDE = 1024
+"""Images sent to the model are shrunk to this longest side (coordinates stay in original pixels)."""
+
+NUDGE = (
+    "Your reply called no tool. Every reply must call a tool. Continue with the next tool call, or finish "
+    "with final_answer (or no_match if nothing in the image matches the query)."
+)
+
+_COUNTING = re.compile(r"\b(how many|count|number of)\b", re.IGNORECASE)
+
+
+def asks_for_count(query: str) -> bool:
+    """True when the query asks for a number ("how many", "count", "number of")."""
+    return _COUNTING.search(query) is not None
+
+
+@dataclass(frozen=True)
+class RunAgain:
+    """The model acted, was corrected or was nudged: ask it again."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A terminal tool succeeded: the run ends with its verdict."""
+
+    verdict: Verdict
+
+
+StepOutcome = RunAgain | Finished
+
+
+@dataclass
+class RunState:
+    """Everything one run accumulates. ``messages`` is the full history; pruning happens per request."""
+
+    query: str
+    context: ToolContext
+    messages: list[Message]
+    trace: list[TraceStep] = field(default_factory=list)
+    turns: int = 0
+
+    @property
+    def store(self) -> MaskStore:
+        return self.context.store
+
+
+class Sam3Agent:
+    """Answers referring, reasoning and counting queries about an image with SAM 3 and a chat model.
+
+    Args:
+        segmenter: the SAM 3 engine (or any ``Segmenter``).
+        llm: the chat model that plans and calls the tools.
+        thresholds: passed to every segmenter call; None means the defaults.
+        max_turns: chat-model calls allowed per run before giving up (>= 1).
+        max_images_in_context: images kept in each request, the original image included (>= 1).
+        system_prompt: overrides ``prompts/agent_system.txt``.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        llm: ChatModel,
+        *,
+        thresholds: Thresholds | None = None,
+        max_turns: int = 12,
+        max_images_in_context: int = 3,
+        system_prompt: str | None = None,
+    ) -> None:
+        if max_turns < 1:
+            raise ConfigError(f"max_turns must be >= 1, got {max_turns}")
+        if max_images_in_context < 1:
+            raise ConfigError(f"max_images_in_context must be >= 1, got {max_images_in_context}")
+        self.segmenter = segmenter
+        self.llm = llm
+        self.thresholds = thresholds or Thresholds()
+        self.max_turns = max_turns
+        self.max_images_in_context = max_images_in_context
+        self.system_prompt = system_prompt if system_prompt is not None else load_prompt(SYSTEM_PROMPT_NAME)
+        self.tools: dict[str, Tool] = {tool.name: tool for tool in default_tools()}
+        self._specs = [tool.spec() for tool in self.tools.values()]
+
+    def run(self, image: Image.Image, query: str, *, on_step: Callable[[TraceStep], None] | None = None) -> Answer:
+        """Answer ``query`` about ``image`` (an RGB PIL image; other modes are converted).
+
+        ``on_step`` is called with each ``TraceStep`` as soon as its tool has run. Returns an ``Answer``
+        with status "answered", "no_match" or "gave_up" (turn limit; ``all_instances`` holds what was found).
+
+        Raises:
+            PromptError: the query is empty. ImageError: ``image`` is not a PIL image or is empty.
+            LLMError: the chat model failed.
+        """
+        state = self._start(image, query)
+        while state.turns < self.max_turns:
+            outcome = self._step(state, on_step)
+            if isinstance(outcome, Finished):
+                return self._answer(state, outcome.verdict)
+        return self._gave_up(state)
+
+    def _start(self, image: Image.Image, query: str) -> RunState:
+        if not isinstance(query, str) or not query.strip():
+            raise PromptError(f"the query must be a non-empty string, got {query!r}")
+        if not isinstance(image, Image.Image):
+            raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
+        if image.width == 0 or image.height == 0:
+            raise ImageError(f"the image is empty ({image.width}x{image.height})")
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        query = query.strip()
+        intro = (
+            f"Query: {query}\nThe image is {image.width}x{image.height} pixels; every box and coordinate is "
+            "[x0, y0, x1, y1] in these pixels."
+        )
+        first = UserMessage.of(intro, _image_part(image, "the original image"))
+        context = ToolContext(image=image, segmenter=self.segmenter, store=MaskStore(), thresholds=self.thresholds)
+        return RunState(query=query, context=context, messages=[SystemMessage(content=self.system_prompt), first])
+
+    def _step(self, state: RunState, on_step: Callable[[TraceStep], None] | None) -> StepOutcome:
+        state.turns += 1
+        reply = self.llm.chat(prune_history(state.messages, self.max_images_in_context), self._specs)
+        state.messages.append(reply)
+        if not reply.tool_calls:
+            state.messages.append(UserMessage.of(NUDGE))
+            return RunAgain()
+        shown: list[Shown] = []
+        for call in reply.tool_calls:
+            started = time.perf_counter()
+            arguments, result = execute(self.tools, call, state.context)
+            step = TraceStep(
+                index=len(state.trace),
+                tool=call.name,
+                arguments=arguments,
+                summary=result.text,
+                ok=result.ok,
+                seconds=time.perf_counter() - started,
+                instance_ids=result.instance_ids,
+            )
+            state.trace.append(step)
+            if on_step is not None:
+                on_step(step)
+            state.messages.append(ToolMessage(tool_call_id=call.id, name=call.name, content=result.text))
+            if result.verdict is not None:
+                return Finished(result.verdict)  # calls after a terminal one in the same reply are ignored
+            shown += result.images
+        if shown:
+            state.messages.append(UserMessage(content=_image_parts(shown)))
+        return RunAgain()
+
+    def _answer(self, state: RunState, verdict: Verdict) -> Answer:
+        """Counting queries always get a count: the model's, else the number of selected masks (0 on no_match)."""
+        selected = state.store.get(verdict.ids)
+        count = verdict.count
+        if count is None and asks_for_count(state.query):
+            count = len(selected)
+        return self._result(state, status=verdict.status, text=verdict.text, count=count, selected=selected)
+
+    def _gave_up(self, state: RunState) -> Answer:
+        text = (
+            f"Gave up: no final answer after {self.max_turns} turns. Found {state.store.summary()}; none was selected."
+        )
+        return self._result(state, status="gave_up", text=text, count=None, selected=[])
+
+    def _result(
+        self, state: RunState, *, status: AnswerStatus, text: str, count: int | None, selected: Sequence[Instance]
+    ) -> Answer:
+        image = state.context.image
+        return Answer(
+            query=state.query,
+            status=status,
+            text=text,
+            count=count,
+            instances=tuple(selected),
+            all_instances=tuple(state.store.all()),
+            trace=tuple(state.trace),
+            image_size=(image.height, image.width),
+        )
+
+
+def _image_part(image: Image.Image, caption: str) -> ImagePart:
+    if max(image.size) > MAX_MODEL_IMAGE_SIDE:
+        image = image.copy()
+        image.thumbnail((MAX_MODEL_IMAGE_SIDE, MAX_MODEL_IMAGE_SIDE))
+    return ImagePart.from_pil(image, caption=caption)
+
+
+def _image_parts(shown: Sequence[Shown]) -> tuple[ContentPart, ...]:
+    # The caption travels with each ImagePart (clients send it as text before the image, and pruning uses it).
+    return tuple(_image_part(item.image, item.caption) for item in shown)
