@@ -1,0 +1,160 @@
+"""The command line end to end: `segment` on the tiny checkpoint, `ask` against the loopback LLM server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sam3_agent.cli import app
+from sam3_agent.masks import rle_decode
+from sam3_agent.schema import Rle
+from sam3_agent.testing.replay_server import ReplayServer
+from sam3_agent.testing.turns import text_turn, tool_call_turn
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SAM3_CHECKPOINT", raising=False)
+
+
+def test_segment_writes_overlay_and_json(tiny_checkpoint: Path, photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["segment", str(photo), "cup", "red hat", "--checkpoint", str(tiny_checkpoint)]
+        + ["--score-threshold", "0", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "segmentation.json").read_text())
+    assert record["image_size"] == [90, 160]
+    assert [p["text"] for p in record["prompts"]] == ["cup", "red hat"]
+    instances = record["instances"]
+    assert instances, "score threshold 0 keeps every non-empty mask"
+    assert [inst["id"] for inst in instances] == list(range(len(instances)))
+    assert {inst["phrase"] for inst in instances} <= {"cup", "red hat"}
+    mask = rle_decode(Rle(**instances[0]["rle"]))
+    assert mask.shape == (90, 160) and mask.sum() == instances[0]["area"]
+    assert Image.open(out / "overlay.png").size == (160, 90)
+    assert "cup:" in result.output and "red hat:" in result.output
+
+
+def test_segment_with_exemplar_box_only(tiny_checkpoint: Path, photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["segment", str(photo), "--box", "10,10,60,50", "--neg-box", "100,20,150,80"]
+        + ["--checkpoint", str(tiny_checkpoint), "--score-threshold", "0", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    prompts = json.loads((out / "segmentation.json").read_text())["prompts"]
+    assert [b["positive"] for b in prompts[0]["boxes"]] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--box", "50,50,10,10"], "inverted"),
+        (["--box", "500,500,600,600"], "outside"),
+        (["--box", "1,2,3"], "expected four"),
+        (["--box", "a,b,c,d"], "four numbers"),
+    ],
+)
+def test_segment_bad_boxes_exit_2(tiny_checkpoint: Path, photo: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["segment", str(photo), "cup", "--checkpoint", str(tiny_checkpoint), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_segment_unreadable_image_exit_2(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image at all")
+    result = runner.invoke(app, ["segment", str(bad), "cup", "--checkpoint", str(tiny_checkpoint)])
+    assert result.exit_code == 2
+    assert "error:" in result.output
+
+
+def test_missing_checkpoint_says_how_to_get_weights(photo: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["segment", str(photo), "cup", "--checkpoint", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert "facebook/sam3" in result.output and "make_tiny_checkpoint" in result.output
+
+
+def test_ask_end_to_end_over_http(tiny_checkpoint: Path, photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    turns = [
+        tool_call_turn("segment_phrases", {"phrases": ["cup"]}),
+        tool_call_turn("final_answer", {"ids": [1], "text": "There is one cup.", "count": 1}),
+    ]
+    with ReplayServer(turns) as server:
+        result = runner.invoke(
+            app,
+            ["ask", str(photo), "how many cups are there?", "--checkpoint", str(tiny_checkpoint)]
+            + ["--llm-base-url", server.base_url, "--llm-model", "replay-model"]
+            + ["--score-threshold", "0", "--out", str(out)],
+        )
+        server.assert_complete()
+    assert result.exit_code == 0, result.output
+    assert "There is one cup." in result.output and "count: 1" in result.output
+    answer = json.loads((out / "answer.json").read_text())
+    assert answer["status"] == "answered" and answer["count"] == 1
+    assert [inst["id"] for inst in answer["instances"]] == [1]
+    assert [step["tool"] for step in answer["trace"]] == ["segment_phrases", "final_answer"]
+    assert (out / "overlay.png").exists() and (out / "masks" / "mask_1.png").exists()
+    first_request = server.requests[0]
+    assert any(part.get("type") == "image_url" for msg in first_request["messages"] for part in _parts(msg)), (
+        "the image was not sent to the model"
+    )
+
+
+def test_ask_gave_up_exits_1(tiny_checkpoint: Path, photo: Path, tmp_path: Path) -> None:
+    turns = [text_turn("let me think"), text_turn("still thinking")]
+    with ReplayServer(turns) as server:
+        result = runner.invoke(
+            app,
+            ["ask", str(photo), "where is the cat?", "--checkpoint", str(tiny_checkpoint), "--max-turns", "2"]
+            + ["--llm-base-url", server.base_url, "--llm-model", "m", "--out", str(tmp_path / "o")],
+        )
+    assert result.exit_code == 1
+    assert json.loads((tmp_path / "o" / "answer.json").read_text())["status"] == "gave_up"
+
+
+def test_ask_without_model_is_a_config_error(photo: Path) -> None:
+    result = runner.invoke(app, ["ask", str(photo), "how many cups?"])
+    assert result.exit_code == 2
+    assert "--llm-model" in result.output
+
+
+def test_ask_empty_query_exit_2(photo: Path) -> None:
+    result = runner.invoke(app, ["ask", str(photo), "   ", "--llm-model", "m"])
+    assert result.exit_code == 2
+    assert "query is empty" in result.output
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).parent / "sam3-agent"
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
+    assert "ask" in result.stdout and "segment" in result.stdout
+
+
+def _parts(message: dict) -> list[dict]:
+    content = message.get("content")
+    return content if isinstance(content, list) else []
