@@ -189,5 +189,10 @@ def segment(
     console.print(f"wrote {paths['overlay']} and {paths['json']}")
 
 
+# --- commands that live in other rooms -------------------------------------------------------------------------
+# Each is a plain typed function in its own module that imports its heavy dependencies (gradio, mcp, fastapi,
+# ray, ...) inside the function body, so `sam3-agent --help` stays fast. Register one per line below.
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(sys.argv[1:])
