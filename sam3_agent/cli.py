@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
@@ -83,7 +84,7 @@ def _print_step(step: TraceStep) -> None:
 
 def _fail(exc: Exception) -> typer.Exit:
     code = EXIT_BAD_INPUT if isinstance(exc, ImageError | PromptError | ConfigError) else EXIT_FAILURE
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(code)
 
 
@@ -167,7 +168,7 @@ def segment(
         )
         prompts = [Prompt(text=p, boxes=exemplars) for p in phrases or ()] or [Prompt(boxes=exemplars)]
     except (ValueError, typer.BadParameter) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     try:
         pil = load_image(image)
@@ -192,6 +193,15 @@ def segment(
 # --- commands that live in other rooms -------------------------------------------------------------------------
 # Each is a plain typed function in its own module that imports its heavy dependencies (gradio, mcp, fastapi,
 # ray, ...) inside the function body, so `sam3-agent --help` stays fast. Register one per line below.
+from sam3_agent.integrations.command import mcp as mcp_command  # noqa: E402
+
+app.command("mcp")(mcp_command)
+from sam3_agent.evaluation.command import evaluate as eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+from sam3_agent.demo.command import demo as demo_command  # noqa: E402
+
+app.command("demo")(demo_command)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,130 @@
+"""Arguments of the three tools sam3-agent offers to other agents: ``sam3_segment``, ``sam3_count``, ``sam3_ask``.
+
+One definition serves every integration: the LangChain tools use these models as ``args_schema``, the
+OpenAI function-calling schemas are their JSON Schemas, and the MCP tools declare their parameters with
+the same annotated types. Boxes are ``[x0, y0, x1, y1]`` in pixels of the image as given (XYXY, the max
+corner exclusive). Descriptions are written for the calling model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+IMAGE_HELP = (
+    "the image: a file path (relative to the allowed image folder, or absolute inside it), a data: URL, "
+    "or base64-encoded PNG/JPEG/GIF/WebP/BMP/TIFF bytes"
+)
+
+# Tool descriptions, written for the calling model (the same in every integration).
+SEGMENT_DESCRIPTION = (
+    "Find and segment EVERY instance of short noun phrases in an image with SAM 3 (e.g. ['red cup', 'laptop']), "
+    "optionally guided by exemplar boxes. Returns counts, ids, scores and boxes [x0, y0, x1, y1] in pixels. "
+    "Phrases must be simple concepts, not relations ('cup', not 'cup left of the laptop')."
+)
+COUNT_DESCRIPTION = (
+    "Count the distinct objects matching a short noun phrase (and/or exemplar boxes) in an image with SAM 3; "
+    "overlapping duplicate masks are merged. Returns the count and each object's id, score and box."
+)
+ASK_DESCRIPTION = (
+    "Answer a question about an image that needs finding, relating or counting objects, e.g. 'how many people "
+    "wear red hats?' or 'the cup left of the laptop'. A vision agent segments with SAM 3 and reasons about the "
+    "masks; returns the answer, the count if one was asked, and the selected objects."
+)
+
+ImageRef = Annotated[str, Field(min_length=1, description=IMAGE_HELP)]
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+Box = Annotated[list[float], Field(min_length=4, max_length=4, description="[x0, y0, x1, y1] in pixels")]
+Phrases = Annotated[
+    list[Phrase],
+    Field(
+        max_length=8,
+        description="0 to 8 short noun phrases, e.g. ['red cup', 'laptop']; each is segmented separately",
+    ),
+]
+PositiveBoxes = Annotated[
+    list[Box],
+    Field(max_length=16, description="boxes around examples of the wanted objects: find all objects like them"),
+]
+NegativeBoxes = Annotated[
+    list[Box], Field(max_length=16, description="boxes around look-alikes that must not be returned")
+]
+ScoreThreshold = Annotated[
+    float | None,
+    Field(ge=0.0, le=1.0, description="keep instances scoring at least this (default: the server's, usually 0.5)"),
+]
+MaskThreshold = Annotated[
+    float | None, Field(ge=0.0, le=1.0, description="mask pixel probability cut (default: the server's, 0.5)")
+]
+CountPhrase = Annotated[
+    str | None,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+    Field(description="the noun phrase of the objects to count, e.g. 'person'"),
+]
+Question = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    Field(description="the question about the image, e.g. 'how many cups are left of the laptop?'"),
+]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SegmentArgs(_Args):
+    """``sam3_segment``: every instance of each phrase, optionally guided by exemplar boxes.
+
+    The exemplar boxes apply to every phrase; with no phrase they form one box-only prompt, which needs
+    at least one positive box.
+    """
+
+    image: ImageRef
+    phrases: Phrases = []
+    positive_boxes: PositiveBoxes = []
+    negative_boxes: NegativeBoxes = []
+    score_threshold: ScoreThreshold = None
+    mask_threshold: MaskThreshold = None
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> SegmentArgs:
+        if not self.phrases and not self.positive_boxes:
+            raise ValueError("give at least one phrase or one positive box")
+        return self
+
+
+class CountArgs(_Args):
+    """``sam3_count``: the de-duplicated number of objects matching a phrase and/or exemplar boxes."""
+
+    image: ImageRef
+    phrase: CountPhrase = None
+    positive_boxes: PositiveBoxes = []
+    negative_boxes: NegativeBoxes = []
+    score_threshold: ScoreThreshold = None
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> CountArgs:
+        if self.phrase is None and not self.positive_boxes:
+            raise ValueError("give a phrase or at least one positive box")
+        return self
+
+
+class AskArgs(_Args):
+    """``sam3_ask``: a free-form question answered by the whole sam3-agent (an LLM driving SAM 3)."""
+
+    image: ImageRef
+    question: Question
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of an argument model, without pydantic's generated ``title`` strings."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(model.model_json_schema())

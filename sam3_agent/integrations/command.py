@@ -1,0 +1,110 @@
+"""``sam3-agent mcp``: serve the segment / count / ask tools over MCP (stdio or streamable HTTP).
+
+Registered in ``sam3_agent.cli``. Heavy imports (torch, mcp, uvicorn) happen inside the function, so the
+CLI's ``--help`` stays fast. Over stdio nothing but protocol messages is written to stdout; notes and
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+_err = Console(stderr=True)
+
+
+class TransportChoice(StrEnum):
+    stdio = "stdio"
+    http = "http"
+
+
+def mcp(
+    transport: Annotated[TransportChoice, typer.Option(help="stdio, or streamable HTTP.")] = TransportChoice.stdio,
+    host: Annotated[str, typer.Option(help="HTTP: interface to listen on (keep 127.0.0.1 unless proxied).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="HTTP: port; 0 picks a free one.")] = 8000,
+    path: Annotated[str, typer.Option(help="HTTP: endpoint path.")] = "/mcp",
+    allowed_root: Annotated[
+        Path | None, typer.Option(help="Folder image paths may point into. Default: the current folder.")
+    ] = None,
+    allow_urls: Annotated[bool, typer.Option(help="Also fetch http(s) image URLs (off: request forgery risk).")] = (
+        False
+    ),
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint: local directory or hub id. Env: SAM3_CHECKPOINT."),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cpu. Default: CUDA if present.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    score_threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Default score threshold of the tools.")
+    ] = 0.5,
+    mask_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask pixel probability cut.")] = 0.5,
+    llm_base_url: Annotated[
+        str | None, typer.Option(help="sam3_ask: OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL.")
+    ] = None,
+    llm_model: Annotated[
+        str | None,
+        typer.Option(help="sam3_ask: model name; without it (or SAM3_AGENT_LLM_MODEL) sam3_ask is not offered."),
+    ] = None,
+    llm_api_key: Annotated[str | None, typer.Option(help="sam3_ask: API key. Env: SAM3_AGENT_LLM_API_KEY.")] = None,
+    tool_mode: Annotated[str | None, typer.Option(help="sam3_ask: auto, native or text.")] = None,
+    max_turns: Annotated[int, typer.Option(min=1, help="sam3_ask: LLM turns before the agent gives up.")] = 12,
+    preload: Annotated[
+        bool, typer.Option(help="Load SAM 3 before serving (fails fast on a bad checkpoint); else on first call.")
+    ] = True,
+) -> None:
+    """Serve sam3_segment, sam3_count and sam3_ask as an MCP server (stdio by default)."""
+    from rich.markup import escape
+
+    from sam3_agent.agent.llm_settings import ENV_MODEL, LLMSettings
+    from sam3_agent.errors import ConfigError, ImageError, Sam3AgentError
+    from sam3_agent.schema import Thresholds
+
+    try:
+        from sam3_agent.engine.transformers_engine import Sam3Engine
+        from sam3_agent.integrations import mcp_server
+        from sam3_agent.integrations.image_refs import ImageResolver
+        from sam3_agent.integrations.service import Sam3Service
+
+        images = ImageResolver(allowed_root or Path.cwd(), allow_urls=allow_urls)
+        llm = None
+        overrides = {"base_url": llm_base_url, "model": llm_model, "api_key": llm_api_key, "tool_mode": tool_mode}
+        if any(v is not None for v in overrides.values()) or os.environ.get(ENV_MODEL):
+            from sam3_agent.agent.openai_client import OpenAIChatModel
+
+            llm = OpenAIChatModel(LLMSettings.from_env(**overrides))
+        else:
+            _err.print(f"note: no --llm-model or {ENV_MODEL}: sam3_ask is not offered")
+        engine = Sam3Engine(checkpoint, device=device, dtype=dtype)
+        service = Sam3Service(
+            engine,
+            llm,
+            images=images,
+            thresholds=Thresholds(score=score_threshold, mask=mask_threshold),
+            max_turns=max_turns,
+        )
+        server = mcp_server.build_server(service)
+        if preload:
+            _err.print(f"loading SAM 3 from {engine.checkpoint} ...", highlight=False)
+            engine.load()
+    except Sam3AgentError as exc:  # bad flags exit 2; a checkpoint that does not load, 1
+        _err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError) else EXIT_FAILURE) from None
+
+    def ready(where: str) -> None:
+        _err.print(f"sam3-agent MCP server ready on {where} (images from {images.root})", highlight=False)
+
+    try:
+        mcp_server.serve(server, transport.value, host=host, port=port, path=path, on_ready=ready)
+    except KeyboardInterrupt:
+        _err.print("stopped")

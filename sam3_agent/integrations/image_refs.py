@@ -1,0 +1,149 @@
+"""Turn an image reference sent by another agent into an RGB image, safely.
+
+Other agents name images by text: a file path, a ``data:`` URL, or bare base64. Paths are read only
+inside one allowed folder (the *root*): relative paths are taken from it, symlinks are resolved, and any
+path that ends up outside it (``..``, an absolute path elsewhere, a symlink pointing out) is refused.
+http(s) URLs are refused unless explicitly allowed, since fetching them from a server is a request
+forgery risk. Decoding goes through ``sam3_agent.images`` (size limits, EXIF orientation, RGB).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from PIL import Image
+
+from sam3_agent.errors import ImageError
+from sam3_agent.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image, load_image
+
+ImageInput = str | bytes | Image.Image
+"""What the integrations accept: a reference string, encoded image bytes, or a PIL image."""
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=_\-\s]+")
+# Leading bytes of the formats recognised in bare base64 (other formats: send a data: URL).
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _looks_like_image_base64(text: str) -> bool:
+    """True when ``text`` is base64 whose first bytes are an image signature (PNG, JPEG, GIF, WebP, BMP, TIFF)."""
+    if len(text) < 16 or not _BASE64.fullmatch(text):
+        return False
+    head = "".join(text[:64].split())[:24]
+    try:
+        prefix = base64.b64decode(head, altchars=b"-_" if "-" in head or "_" in head else None)
+    except (binascii.Error, ValueError):
+        return False
+    is_webp = prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP"
+    return is_webp or prefix.startswith(_MAGIC)
+
+
+class ImageResolver:
+    """Loads images from references, reading files only under ``root``.
+
+    Args:
+        root: the folder image paths may point into (resolved once, symlinks included). None refuses
+            every path: only ``data:`` URLs, base64, bytes and PIL images are accepted.
+        allow_urls: also fetch ``http(s)://`` URLs (off by default).
+        max_pixels: refuse images with more pixels than this (checked before decoding).
+        max_bytes: refuse encoded images larger than this.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = ".",
+        *,
+        allow_urls: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.root = Path(root).resolve() if root is not None else None
+        if self.root is not None and not self.root.is_dir():
+            raise ImageError(f"the allowed image root {str(self.root)!r} is not an existing folder")
+        self.allow_urls = allow_urls
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+
+    def __repr__(self) -> str:
+        return f"ImageResolver(root={str(self.root) if self.root else None!r}, allow_urls={self.allow_urls})"
+
+    def load(self, image: ImageInput) -> Image.Image:
+        """The RGB image a reference names (EXIF orientation applied).
+
+        ``image`` is, in the order tried: a PIL image; encoded bytes; a ``data:`` URL; an ``http(s)://``
+        URL (only with ``allow_urls``); a ``file://`` URL or a path inside ``root``; bare base64 of a PNG,
+        JPEG, GIF, WebP, BMP or TIFF file (standard or URL-safe alphabet).
+
+        Raises:
+            ImageError: the reference is refused (path outside the root, URL not allowed, paths not
+                accepted), names no file, or does not decode to an acceptable image.
+        """
+        if isinstance(image, Image.Image | bytes | bytearray):
+            return load_image(bytes(image) if not isinstance(image, Image.Image) else image, **self._limits())
+        if not isinstance(image, str):
+            raise ImageError(f"expected an image path, data: URL or base64 string, got {type(image).__name__}")
+        text = image.strip()
+        if not text:
+            raise ImageError("the image reference is empty: give a file path, a data: URL or base64 image data")
+        lower = text[:8].lower()
+        if lower.startswith("data:"):
+            return load_image(text, **self._limits())
+        if lower.startswith(("http://", "https://")):
+            if not self.allow_urls:
+                raise ImageError(
+                    f"image URLs are not accepted here ({_short(text)}): send a file path, a data: URL or base64"
+                )
+            return load_image(text, **self._limits())
+        if lower.startswith("file://"):
+            text = urllib.request.url2pathname(urllib.parse.urlparse(text).path)
+        elif _looks_like_image_base64(text):
+            return self._from_base64(text)
+        return load_image(self.path_inside_root(text), **self._limits())
+
+    def path_inside_root(self, path: str | os.PathLike[str]) -> Path:
+        """The resolved path of an existing file under ``root``; relative paths are taken from ``root``.
+
+        Raises:
+            ImageError: no root is set, the path resolves outside the root, or nothing exists there.
+        """
+        if self.root is None:
+            raise ImageError("file paths are not accepted here: send the image as a data: URL or base64")
+        given = Path(path)
+        candidate = given if given.is_absolute() else self.root / given
+        try:
+            resolved = candidate.resolve()  # follows every symlink that exists, normalises ".."
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise ImageError(f"cannot resolve the image path {_short(str(path))!r}: {exc}") from None
+        if not resolved.is_relative_to(self.root):
+            raise ImageError(
+                f"image path {_short(str(path))!r} is outside the allowed folder {str(self.root)!r}: "
+                "only files under it can be read"
+            )
+        if not resolved.is_file():
+            raise ImageError(
+                f"image file {_short(str(path))!r} does not exist in {str(self.root)!r} (relative paths start there)"
+            )
+        return resolved
+
+    def _from_base64(self, text: str) -> Image.Image:
+        payload = "".join(text.split())
+        if len(payload) * 3 // 4 > self.max_bytes:
+            raise ImageError(f"base64 image is about {len(payload) * 3 // 4:,} bytes, over {self.max_bytes:,}")
+        altchars = b"-_" if "-" in payload or "_" in payload else None
+        try:
+            data = base64.b64decode(payload + "=" * (-len(payload) % 4), altchars=altchars, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ImageError(f"the base64 image data is invalid: {exc}") from None
+        return decode_image(data, max_pixels=self.max_pixels, what="base64 image")
+
+    def _limits(self) -> dict[str, int]:
+        return {"max_pixels": self.max_pixels, "max_bytes": self.max_bytes}

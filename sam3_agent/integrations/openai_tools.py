@@ -1,0 +1,193 @@
+"""sam3-agent for OpenAI-style function calling in your own loop: tool schemas and an executor.
+
+Exported tools: ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` (the last only with a language model).
+They are stateless (every call names its image), which is what a foreign loop can drive. The agent's nine
+internal tools (``segment_phrases``, ``spatial_filter``, ...) are deliberately not exported: they act on a
+per-question mask store and image that only ``Sam3Agent`` keeps; use ``sam3_ask`` to get all of them.
+
+    tools = chat_completions_tools()                  # or responses_tools() for the Responses API
+    executor = ToolExecutor(Sam3Service(engine))
+    ...
+    for call in reply.tool_calls:
+        messages.append(executor.execute(call))       # {"role": "tool", "tool_call_id": ..., "content": ...}
+
+The tool message's content is the compact text summary; ``ToolExecutor.run`` returns the full result
+(instances with COCO RLE masks) for your own use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from sam3_agent.agent.messages import ToolSpec
+from sam3_agent.agent.tools import ToolError, parse_arguments
+from sam3_agent.errors import ImageError, PromptError
+from sam3_agent.integrations.args import (
+    ASK_DESCRIPTION,
+    COUNT_DESCRIPTION,
+    SEGMENT_DESCRIPTION,
+    AskArgs,
+    CountArgs,
+    SegmentArgs,
+    json_schema,
+)
+from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
+from sam3_agent.integrations.service import Outcome, Sam3Service
+
+Result = SegmentResult | CountResult | AskResult
+
+
+@dataclass(frozen=True)
+class _Exported:
+    name: str
+    description: str
+    args: type[BaseModel]
+    run: Callable[[Sam3Service, Any], Outcome[Any]]
+
+
+_TOOLS = (
+    _Exported(
+        "sam3_segment",
+        SEGMENT_DESCRIPTION,
+        SegmentArgs,
+        lambda s, a: s.segment(
+            a.image,
+            a.phrases,
+            positive_boxes=a.positive_boxes,
+            negative_boxes=a.negative_boxes,
+            score_threshold=a.score_threshold,
+            mask_threshold=a.mask_threshold,
+        ),
+    ),
+    _Exported(
+        "sam3_count",
+        COUNT_DESCRIPTION,
+        CountArgs,
+        lambda s, a: s.count(
+            a.image,
+            a.phrase,
+            positive_boxes=a.positive_boxes,
+            negative_boxes=a.negative_boxes,
+            score_threshold=a.score_threshold,
+        ),
+    ),
+    _Exported("sam3_ask", ASK_DESCRIPTION, AskArgs, lambda s, a: s.ask(a.image, a.question)),
+)
+_BY_NAME = {tool.name: tool for tool in _TOOLS}
+
+
+def tool_specs(*, include_ask: bool = True) -> list[ToolSpec]:
+    """The exported tools as provider-neutral ``ToolSpec`` (name, description, JSON Schema of the arguments)."""
+    return [
+        ToolSpec(name=t.name, description=t.description, parameters=json_schema(t.args))
+        for t in _TOOLS
+        if include_ask or t.name != "sam3_ask"
+    ]
+
+
+def chat_completions_tools(*, include_ask: bool = True) -> list[dict[str, Any]]:
+    """Tools for ``client.chat.completions.create(tools=...)``: ``{"type": "function", "function": {...}}``."""
+    return [
+        {"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}
+        for s in tool_specs(include_ask=include_ask)
+    ]
+
+
+def responses_tools(*, include_ask: bool = True) -> list[dict[str, Any]]:
+    """Tools for ``client.responses.create(tools=...)``: ``{"type": "function", "name": ..., "parameters": ...}``."""
+    return [
+        {"type": "function", "name": s.name, "description": s.description, "parameters": s.parameters}
+        for s in tool_specs(include_ask=include_ask)
+    ]
+
+
+class ToolArgumentError(ValueError):
+    """A tool call the model can fix: unknown tool, arguments that are not JSON or fail validation."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    shape: Literal["chat", "responses"]
+    call_id: str
+    name: str
+    arguments: str
+
+
+class ToolExecutor:
+    """Runs calls of the exported tools with a ``Sam3Service``.
+
+    :meth:`execute` takes a tool call as the API returned it and gives back the message to append: a
+    Chat Completions call (``{"id", "type": "function", "function": {"name", "arguments"}}``) gets
+    ``{"role": "tool", "tool_call_id", "content"}``; a Responses ``function_call`` item
+    (``{"type": "function_call", "call_id", "name", "arguments"}``) gets
+    ``{"type": "function_call_output", "call_id", "output"}``. openai SDK objects and plain dicts both work.
+    """
+
+    def __init__(self, service: Sam3Service) -> None:
+        self.service = service
+
+    def run(self, name: str, arguments: Mapping[str, Any] | str) -> Outcome[Any]:
+        """Run one tool; ``arguments`` as a dict or JSON text. Returns the outcome (result + image).
+
+        Raises:
+            ToolArgumentError: unknown tool (or ``sam3_ask`` without a language model), unparsable or invalid
+                arguments.
+            ImageError, PromptError: the image or prompt is refused. Other ``Sam3AgentError``: operational.
+        """
+        tool = _BY_NAME.get(name)
+        if tool is None or (name == "sam3_ask" and not self.service.can_ask):
+            offered = ", ".join(s.name for s in tool_specs(include_ask=self.service.can_ask))
+            raise ToolArgumentError(f"there is no tool named {name!r}; tools: {offered}")
+        if isinstance(arguments, str):
+            try:
+                arguments = parse_arguments(arguments)
+            except ToolError as exc:
+                raise ToolArgumentError(f"{name}: {exc}") from None
+        try:
+            args = tool.args.model_validate(dict(arguments))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise ToolArgumentError(f"invalid arguments for {name}: {problems}") from None
+        return tool.run(self.service, args)
+
+    def execute(self, call: Any) -> dict[str, Any]:
+        """The tool message answering ``call``. Mistakes the model can fix come back as content starting
+        with ``"Error:"``; operational failures (checkpoint, LLM endpoint) raise."""
+        parsed = _parse_call(call)
+        try:
+            text = self.run(parsed.name, parsed.arguments).summary
+        except (ToolArgumentError, ImageError, PromptError) as exc:
+            text = f"Error: {exc}"
+        if parsed.shape == "chat":
+            return {"role": "tool", "tool_call_id": parsed.call_id, "content": text}
+        return {"type": "function_call_output", "call_id": parsed.call_id, "output": text}
+
+
+def _parse_call(call: Any) -> _Call:
+    """Read a Chat Completions tool call or a Responses function_call item (dict or openai SDK object)."""
+    data = call.model_dump() if hasattr(call, "model_dump") else call
+    if not isinstance(data, Mapping):
+        raise TypeError(f"expected a tool call dict or openai object, got {type(call).__name__}")
+    function = data.get("function")
+    if isinstance(function, Mapping):
+        return _Call("chat", str(data.get("id") or ""), str(function.get("name") or ""), _raw(function))
+    if data.get("type") == "function_call" or "call_id" in data:
+        return _Call("responses", str(data.get("call_id") or ""), str(data.get("name") or ""), _raw(data))
+    raise TypeError(
+        "not a function tool call: expected {'id', 'function': {'name', 'arguments'}} (Chat Completions) or "
+        f"{{'type': 'function_call', 'call_id', 'name', 'arguments'}} (Responses); got keys {sorted(data)}"
+    )
+
+
+def _raw(holder: Mapping[str, Any]) -> str:
+    arguments = holder.get("arguments")
+    if arguments is None:
+        return ""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)

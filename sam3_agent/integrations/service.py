@@ -1,0 +1,225 @@
+"""The one service behind every integration: segment phrases, count, ask; plus the overlay to show.
+
+LangChain tools, the OpenAI function-calling executor and the MCP server are thin shells around
+:class:`Sam3Service`, so they resolve images, apply thresholds, number instances and summarise results
+identically. Boxes are XYXY pixels of the image as loaded (EXIF-oriented); masks are COCO RLE.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from PIL import Image
+from pydantic import ValidationError
+
+from sam3_agent.agent.messages import ChatModel
+from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.errors import ConfigError, PromptError
+from sam3_agent.integrations.image_refs import ImageInput, ImageResolver
+from sam3_agent.integrations.results import AskResult, CountResult, PhraseCount, SegmentResult
+from sam3_agent.masks import nms
+from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds
+
+if TYPE_CHECKING:
+    from sam3_agent.agent.loop import Sam3Agent
+
+COUNT_IOM = 0.5
+"""Intersection-over-minimum above which two masks count as one object (SAM 3's counting recipe)."""
+
+OVERLAY_MAX_SIDE = 1024
+"""Overlays sent over the wire are shrunk to this longest side (the structured result keeps full size)."""
+
+R = TypeVar("R", SegmentResult, CountResult, AskResult)
+BoxList = Sequence[Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """A result together with the image it is about (RGB, as loaded), to render the overlay from."""
+
+    result: R
+    image: Image.Image
+
+    @property
+    def summary(self) -> str:
+        """Compact text for the calling model (see the result's ``summary``)."""
+        return self.result.summary()
+
+    def overlay(self, max_side: int | None = OVERLAY_MAX_SIDE) -> Image.Image:
+        """Set-of-Mark overlay of the result's instances (the plain image when there are none), RGB,
+        shrunk to ``max_side`` on its longest side unless None."""
+        from sam3_agent.render import render_overlay
+
+        shown = render_overlay(self.image, self.result.instances) if self.result.instances else self.image.copy()
+        if max_side is not None and max(shown.size) > max_side:
+            shown.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        return shown
+
+    def overlay_png(self, max_side: int | None = OVERLAY_MAX_SIDE) -> bytes:
+        """The overlay encoded as PNG."""
+        buf = io.BytesIO()
+        self.overlay(max_side).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def overlay_base64(self, max_side: int | None = OVERLAY_MAX_SIDE) -> str:
+        """The overlay PNG in base64 (no ``data:`` prefix)."""
+        return base64.b64encode(self.overlay_png(max_side)).decode("ascii")
+
+
+def as_chat_model(llm: Any) -> ChatModel:
+    """``llm`` as a ``ChatModel``: ours as is, a LangChain chat model wrapped in ``LangChainChatModel``.
+
+    Raises:
+        ConfigError: ``llm`` is neither.
+    """
+    if isinstance(llm, ChatModel):
+        return llm
+    if hasattr(llm, "bind_tools") and hasattr(llm, "invoke"):
+        from sam3_agent.integrations.langchain_llm import LangChainChatModel
+
+        return LangChainChatModel(llm)
+    raise ConfigError(
+        f"llm must be a sam3_agent ChatModel (e.g. OpenAIChatModel) or a LangChain chat model with tool calling, "
+        f"got {type(llm).__name__}"
+    )
+
+
+class Sam3Service:
+    """Segment, count and ask about images named by reference.
+
+    Args:
+        segmenter: the SAM 3 engine (``Sam3Engine``, loaded on first use) or any ``Segmenter``.
+        llm: the language model of ``ask``: a ``ChatModel`` or a LangChain chat model with ``bind_tools``;
+            None disables ``ask``.
+        images: how image references are resolved; default: paths under the current folder, no URLs.
+        thresholds: defaults for calls that give none (score 0.5, mask 0.5).
+        max_turns: the agent's turn limit in ``ask``.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        llm: Any = None,
+        *,
+        images: ImageResolver | None = None,
+        thresholds: Thresholds | None = None,
+        max_turns: int = 12,
+    ) -> None:
+        if not isinstance(segmenter, Segmenter):
+            raise ConfigError(f"segmenter must implement segment(image, prompts, thresholds), got {type(segmenter)}")
+        if max_turns < 1:
+            raise ConfigError(f"max_turns must be >= 1, got {max_turns}")
+        self.segmenter = segmenter
+        self.llm: ChatModel | None = as_chat_model(llm) if llm is not None else None
+        self.images = images if images is not None else ImageResolver()
+        self.thresholds = thresholds or Thresholds()
+        self.max_turns = max_turns
+
+    @property
+    def can_ask(self) -> bool:
+        """Whether a language model is configured for :meth:`ask`."""
+        return self.llm is not None
+
+    def segment(
+        self,
+        image: ImageInput,
+        phrases: Sequence[str] = (),
+        *,
+        positive_boxes: BoxList = (),
+        negative_boxes: BoxList = (),
+        score_threshold: float | None = None,
+        mask_threshold: float | None = None,
+    ) -> Outcome[SegmentResult]:
+        """Every instance of each phrase (one SAM 3 pass for all phrases).
+
+        Every phrase is prompted with all exemplar boxes; with no phrase, the boxes alone form one prompt.
+        Instances of all prompts are numbered 1..n in prompt order, each prompt's by descending score.
+
+        Raises:
+            PromptError: no phrase and no positive box, or a box that does not fit the image.
+            ImageError: the image reference is refused or unreadable.
+        """
+        pil = self.images.load(image)
+        prompts = _prompts(phrases, positive_boxes, negative_boxes)
+        thresholds = self._thresholds(score_threshold, mask_threshold)
+        per_prompt = self.segmenter.segment(pil, prompts, thresholds)
+        instances: list[Instance] = []
+        counts: list[PhraseCount] = []
+        for prompt, found in zip(prompts, per_prompt, strict=True):
+            numbered = [inst.model_copy(update={"id": len(instances) + k}) for k, inst in enumerate(found, start=1)]
+            instances += numbered
+            counts.append(PhraseCount(phrase=prompt.label, count=len(numbered), ids=[i.id for i in numbered]))
+        result = SegmentResult(image_size=(pil.height, pil.width), phrases=counts, instances=instances)
+        return Outcome(result, pil)
+
+    def count(
+        self,
+        image: ImageInput,
+        phrase: str | None = None,
+        *,
+        positive_boxes: BoxList = (),
+        negative_boxes: BoxList = (),
+        score_threshold: float | None = None,
+    ) -> Outcome[CountResult]:
+        """How many distinct objects match: instances above the score threshold, duplicates merged by
+        intersection-over-minimum NMS at ``COUNT_IOM`` (SAM 3's counting recipe). The kept instances are
+        numbered 1..count by descending score.
+
+        Raises:
+            PromptError: no phrase and no positive box, or a box that does not fit the image.
+            ImageError: the image reference is refused or unreadable.
+        """
+        pil = self.images.load(image)
+        (prompt,) = _prompts([phrase] if phrase else [], positive_boxes, negative_boxes)
+        thresholds = self._thresholds(score_threshold, None)
+        (found,) = self.segmenter.segment(pil, [prompt], thresholds)
+        kept = sorted(nms(found, COUNT_IOM, metric="iom"), key=lambda inst: -inst.score)
+        kept = [inst.model_copy(update={"id": k}) for k, inst in enumerate(kept, start=1)]
+        result = CountResult(
+            phrase=prompt.label,
+            count=len(kept),
+            detected=len(found),
+            image_size=(pil.height, pil.width),
+            instances=kept,
+        )
+        return Outcome(result, pil)
+
+    def ask(self, image: ImageInput, question: str, *, max_turns: int | None = None) -> Outcome[AskResult]:
+        """Answer a free-form question with the agent (the configured LLM driving SAM 3).
+
+        Raises:
+            ConfigError: no language model is configured.
+            PromptError: the question is empty. ImageError: the image reference is refused or unreadable.
+            LLMError: the language model failed.
+        """
+        pil = self.images.load(image)
+        answer = self._agent(max_turns).run(pil, question)
+        return Outcome(AskResult.from_answer(answer), pil)
+
+    def _agent(self, max_turns: int | None) -> Sam3Agent:
+        from sam3_agent.agent.loop import Sam3Agent
+
+        if self.llm is None:
+            raise ConfigError("no language model is configured, so questions cannot be answered: pass llm=...")
+        return Sam3Agent(self.segmenter, self.llm, thresholds=self.thresholds, max_turns=max_turns or self.max_turns)
+
+    def _thresholds(self, score: float | None, mask: float | None) -> Thresholds:
+        update = {k: v for k, v in (("score", score), ("mask", mask)) if v is not None}
+        return Thresholds.model_validate({**self.thresholds.model_dump(), **update}) if update else self.thresholds
+
+
+def _prompts(phrases: Sequence[str], positive: BoxList, negative: BoxList) -> list[Prompt]:
+    """One prompt per phrase, each with every exemplar box; a single box-only prompt when no phrase."""
+    try:
+        boxes = tuple(ExemplarBox(box=tuple(b), positive=True) for b in positive)
+        boxes += tuple(ExemplarBox(box=tuple(b), positive=False) for b in negative)
+    except ValidationError as exc:
+        raise PromptError(f"invalid exemplar box: {exc.errors(include_url=False)[0]['msg']}") from None
+    texts = [p for p in phrases if p and p.strip()]
+    if not texts and not any(b.positive for b in boxes):
+        raise PromptError("give at least one phrase or one positive exemplar box (negative boxes alone find nothing)")
+    return [Prompt(text=t, boxes=boxes) for t in texts] or [Prompt(boxes=boxes)]

@@ -1,0 +1,295 @@
+"""MCP: the server through the official ``mcp`` client, in process and as ``sam3-agent mcp`` subprocesses over
+stdio and streamable HTTP (tiny SAM 3 checkpoint, the ask tool's LLM replayed over loopback HTTP)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, ImageContent, TextContent
+from PIL import Image
+from typer.testing import CliRunner
+
+from sam3_agent.cli import app
+from sam3_agent.integrations import mcp_server
+from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs, json_schema
+from sam3_agent.integrations.image_refs import ImageResolver
+from sam3_agent.integrations.mcp_server import build_server
+from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
+from sam3_agent.integrations.service import Sam3Service
+from sam3_agent.testing.replay_server import ReplayServer
+from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
+from sam3_agent.testing.scripted import ScriptedChatModel
+from sam3_agent.testing.turns import tool_call_turn
+
+pytestmark = pytest.mark.anyio
+
+EXE = Path(sys.executable).parent / "sam3-agent"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+SCENE = Scene(
+    200,
+    120,
+    [
+        SceneObject("cup", (20, 60, 50, 100), color=(200, 40, 40)),
+        SceneObject("laptop", (70, 30, 130, 90), shape="box", color=(90, 90, 110), score=0.8),
+        SceneObject("cup", (150, 60, 180, 100), color=(210, 60, 40), score=0.7),
+    ],
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    SCENE.image().save(folder / "scene.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)).save(folder / "photo.png")
+    return folder
+
+
+def unpack(result: CallToolResult) -> tuple[str, Image.Image, dict[str, Any]]:
+    """The text, the decoded overlay and the structured JSON of a successful tool result."""
+    assert not result.is_error, result.content
+    text, image = result.content
+    assert isinstance(text, TextContent) and isinstance(image, ImageContent) and image.mime_type == "image/png"
+    overlay = Image.open(io.BytesIO(base64.b64decode(image.data)))
+    overlay.load()
+    assert isinstance(result.structured_content, dict)
+    return text.text, overlay, result.structured_content
+
+
+def error_text(result: CallToolResult) -> str:
+    assert result.is_error
+    return " ".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+# --- in process: the exact answers on a synthetic scene -------------------------------------------------------------
+
+
+def scene_server(root: Path, llm: Any = None) -> Any:
+    return build_server(Sam3Service(SceneSegmenter(SCENE, duplicates={"cup": 1}), llm, images=ImageResolver(root)))
+
+
+async def test_tools_and_schemas(root: Path) -> None:
+    async with Client(scene_server(root)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert sorted(tools) == ["sam3_count", "sam3_segment"], "no LLM: no sam3_ask"
+    async with Client(scene_server(root, ScriptedChatModel([]))) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    for name, model, result in [
+        ("sam3_segment", SegmentArgs, SegmentResult),
+        ("sam3_count", CountArgs, CountResult),
+        ("sam3_ask", AskArgs, AskResult),
+    ]:
+        assert set(tools[name].input_schema["properties"]) == set(json_schema(model)["properties"])
+        assert tools[name].input_schema["required"] == ["image", "question"] if name == "sam3_ask" else ["image"]
+        assert set(tools[name].output_schema["properties"]) == set(result.model_fields)
+        assert tools[name].annotations.read_only_hint is True
+
+
+async def test_segment_returns_text_overlay_and_json(root: Path) -> None:
+    async with Client(scene_server(root)) as client:
+        result = await client.call_tool("sam3_segment", {"image": "scene.png", "phrases": ["laptop", "cup"]})
+        b64 = base64.b64encode((root / "scene.png").read_bytes()).decode()
+        by_base64 = await client.call_tool("sam3_segment", {"image": b64, "phrases": ["laptop"]})
+    text, overlay, data = unpack(result)
+    assert "Found 5 instance(s) in the 200x120 image ('laptop': 1; 'cup': 4)" in text
+    assert overlay.size == (200, 120) and overlay.getpixel((100, 60)) != SCENE.image().getpixel((100, 60))
+    parsed = SegmentResult.model_validate(data)
+    assert [p.ids for p in parsed.phrases] == [[1], [2, 3, 4, 5]]
+    assert np.array_equal(parsed.instances[0].mask, SCENE.mask(1))
+    assert SegmentResult.model_validate(unpack(by_base64)[2]).phrases[0].count == 1
+
+
+async def test_count_and_ask(root: Path) -> None:
+    llm = ScriptedChatModel(
+        [
+            tool_call_turn("segment_phrases", {"phrases": ["cup", "laptop"]}),
+            tool_call_turn("spatial_filter", {"subject_ids": [1, 2, 3, 4], "relation": "right_of", "anchor_ids": [5]}),
+            tool_call_turn("count_masks", {"ids": [3, 4]}),
+            tool_call_turn("final_answer", {"ids": [3], "text": "One cup, right of the laptop.", "count": 1}),
+        ]
+    )
+    async with Client(scene_server(root, llm)) as client:
+        count = await client.call_tool("sam3_count", {"image": "scene.png", "phrase": "cup"})
+        ask = await client.call_tool(
+            "sam3_ask", {"image": "scene.png", "question": "how many cups right of the laptop?"}
+        )
+    llm.assert_complete()
+    text, _, data = unpack(count)
+    assert text.startswith("Count of 'cup': 2 (4 detected") and CountResult.model_validate(data).count == 2
+    text, overlay, data = unpack(ask)
+    answer = AskResult.model_validate(data)
+    assert (answer.status, answer.count, [i.id for i in answer.instances]) == ("answered", 1, [3])
+    assert np.array_equal(answer.instances[0].mask, SCENE.mask(2))
+    assert [s.tool for s in answer.trace] == ["segment_phrases", "spatial_filter", "count_masks", "final_answer"]
+    assert "One cup, right of the laptop." in text and overlay.size == (200, 120)
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "says"),
+    [
+        ("sam3_segment", {"image": "../scene.png", "phrases": ["cup"]}, "outside the allowed folder"),
+        ("sam3_segment", {"image": "missing.png", "phrases": ["cup"]}, "does not exist"),
+        ("sam3_segment", {"image": "https://example.com/a.png", "phrases": ["cup"]}, "URLs are not accepted"),
+        ("sam3_segment", {"image": "scene.png"}, "at least one phrase or one positive box"),
+        ("sam3_segment", {"image": "scene.png", "phrases": ["cup"], "positive_boxes": [[1, 2, 3]]}, "positive_boxes"),
+        ("sam3_count", {"image": "scene.png", "phrase": "cup", "negative_boxes": [[300, 0, 400, 10]]}, "outside"),
+    ],
+)
+async def test_errors_are_tool_errors(root: Path, name: str, arguments: dict[str, Any], says: str) -> None:
+    async with Client(scene_server(root)) as client:
+        assert says in error_text(await client.call_tool(name, arguments))
+
+
+# --- the command line -----------------------------------------------------------------------------------------------
+
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL", "SAM3_CHECKPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_llm_env")
+def test_command_wires_flags_to_the_server(tiny_checkpoint: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_serve(server: Any, transport: str, **kwargs: Any) -> None:
+        seen.update(server=server, transport=transport, **kwargs)
+
+    monkeypatch.setattr(mcp_server, "serve", fake_serve)
+    args = ["mcp", "--transport", "http", "--port", "0", "--host", "127.0.0.1", "--checkpoint", str(tiny_checkpoint)]
+    result = runner.invoke(app, [*args, "--allowed-root", str(root), "--no-preload", "--llm-model", "m"])
+    assert result.exit_code == 0, result.output
+    assert (seen["transport"], seen["port"], seen["host"], seen["path"]) == ("http", 0, "127.0.0.1", "/mcp")
+    assert seen["server"].name == "sam3-agent"
+
+
+@pytest.mark.usefixtures("no_llm_env")
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--allowed-root", "/nonexistent/images"], 2, "not an existing folder"),
+        (["--checkpoint", "/nonexistent/sam3"], 1, "facebook/sam3"),
+        (["--llm-base-url", "http://127.0.0.1:9/v1"], 2, "--llm-model"),
+        (["--transport", "carrier-pigeon"], 2, "carrier-pigeon"),
+    ],
+)
+def test_command_input_errors(args: list[str], code: int, says: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mcp_server, "serve", lambda *a, **k: pytest.fail("bad input reached serve()"))
+    result = runner.invoke(app, ["mcp", *args])
+    assert result.exit_code == code, result.output
+    assert says in result.output
+
+
+# --- over the wire: sam3-agent mcp as a subprocess, official client sessions -----------------------------------------
+
+
+def server_args(checkpoint: Path, root: Path, replay: ReplayServer) -> list[str]:
+    return ["mcp", "--checkpoint", str(checkpoint), "--allowed-root", str(root), "--device", "cpu"] + [
+        "--score-threshold",
+        "0",
+        "--llm-base-url",
+        replay.base_url,
+        "--llm-model",
+        "replay-model",
+    ]
+
+
+def ask_script() -> list[Any]:
+    return [
+        tool_call_turn("segment_phrases", {"phrases": ["cup"]}),
+        tool_call_turn("final_answer", {"ids": [1], "text": "There is a cup.", "count": 1}),
+    ]
+
+
+async def exercise(session: ClientSession) -> None:
+    """List tools, call each one on the tiny checkpoint, decode the overlays, check the JSON."""
+    await session.initialize()
+    names = sorted(t.name for t in (await session.list_tools()).tools)
+    assert names == ["sam3_ask", "sam3_count", "sam3_segment"]
+
+    text, overlay, data = unpack(await session.call_tool("sam3_segment", {"image": "photo.png", "phrases": ["cup"]}))
+    segmented = SegmentResult.model_validate(data)
+    assert segmented.image_size == (90, 160) and overlay.size == (160, 90)
+    assert segmented.instances and segmented.phrases[0].count == len(segmented.instances)
+    assert all(i.mask.shape == (90, 160) and i.mask.sum() == i.area for i in segmented.instances)
+    assert f"Found {len(segmented.instances)} instance(s)" in text
+
+    _, _, data = unpack(await session.call_tool("sam3_count", {"image": "photo.png", "phrase": "cup"}))
+    counted = CountResult.model_validate(data)
+    assert counted.detected == len(segmented.instances) and 1 <= counted.count <= counted.detected
+
+    question = {"image": "photo.png", "question": "how many cups?"}
+    text, _, data = unpack(await session.call_tool("sam3_ask", question))
+    asked = AskResult.model_validate(data)
+    assert (asked.status, asked.count, [i.id for i in asked.instances]) == ("answered", 1, [1])
+    assert "There is a cup." in text
+
+    refused = await session.call_tool("sam3_segment", {"image": "../../etc/passwd", "phrases": ["cup"]})
+    assert "outside the allowed folder" in error_text(refused)
+
+
+async def test_stdio_session(tiny_checkpoint: Path, root: Path, tmp_path: Path) -> None:
+    with ReplayServer(ask_script()) as replay, (tmp_path / "stderr.log").open("w") as errlog:
+        params = StdioServerParameters(command=str(EXE), args=server_args(tiny_checkpoint, root, replay), env=OFFLINE)
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await exercise(session)
+        replay.assert_complete()
+    assert "ready on stdio" in (tmp_path / "stderr.log").read_text()
+
+
+@pytest.fixture
+def http_server(tiny_checkpoint: Path, root: Path, tmp_path: Path) -> Iterator[tuple[str, ReplayServer]]:
+    """``sam3-agent mcp --transport http --port 0`` in a subprocess; yields its URL once it listens."""
+    with ReplayServer(ask_script()) as replay, (tmp_path / "http.log").open("w") as log:
+        args = [*server_args(tiny_checkpoint, root, replay), "--transport", "http", "--port", "0"]
+        process = subprocess.Popen([str(EXE), *args], stdout=log, stderr=log, env={**os.environ, **OFFLINE})
+        try:
+            yield wait_for_url(process, tmp_path / "http.log"), replay
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_for_url(process: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if "ready on http://" in line:
+                return line.split("ready on ", 1)[1].split()[0]
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}:\n{log.read_text()}")
+        time.sleep(0.1)
+    raise AssertionError(f"the server did not get ready in {timeout} s:\n{log.read_text()}")
+
+
+async def test_streamable_http_session(http_server: tuple[str, ReplayServer]) -> None:
+    url, replay = http_server
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
+    async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
+        await exercise(session)
+    replay.assert_complete()

@@ -1,0 +1,188 @@
+"""The service behind every integration: image references (allowed folder only), segment, count, ask."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam3_agent.errors import ConfigError, ImageError, PromptError
+from sam3_agent.integrations.image_refs import ImageResolver
+from sam3_agent.integrations.results import MAX_SUMMARY_INSTANCES, AskResult, CountResult, SegmentResult
+from sam3_agent.integrations.service import OVERLAY_MAX_SIDE, Sam3Service
+from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
+from sam3_agent.testing.scripted import ScriptedChatModel
+from sam3_agent.testing.turns import tool_call_turn
+
+SCENE = Scene(
+    200,
+    120,
+    [
+        SceneObject("cup", (20, 60, 50, 100), color=(200, 40, 40), score=0.9),
+        SceneObject("laptop", (70, 30, 130, 90), shape="box", color=(90, 90, 110), score=0.8),
+        SceneObject("cup", (150, 60, 180, 100), color=(210, 60, 40), score=0.7),
+    ],
+)
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    SCENE.image().save(folder / "sub" / "scene.png")
+    SCENE.image().save(tmp_path / "secret.png")  # next to the root, not inside it
+    return folder
+
+
+@pytest.fixture
+def service(root: Path) -> Sam3Service:
+    return Sam3Service(SceneSegmenter(SCENE, duplicates={"cup": 1}), images=ImageResolver(root))
+
+
+# --- image references ------------------------------------------------------------------------------------------
+
+
+def test_paths_inside_the_root_load(root: Path) -> None:
+    resolver = ImageResolver(root)
+    assert resolver.load("sub/scene.png").size == (200, 120)
+    assert resolver.load(str(root / "sub" / "scene.png")).size == (200, 120)
+    assert resolver.load((root / "sub" / "scene.png").as_uri()).size == (200, 120)
+
+
+@pytest.mark.parametrize("ref", ["../secret.png", "sub/../../secret.png", "SECRET_ABSOLUTE"])
+def test_paths_escaping_the_root_are_refused(root: Path, ref: str) -> None:
+    ref = str(root.parent / "secret.png") if ref == "SECRET_ABSOLUTE" else ref
+    with pytest.raises(ImageError, match="outside the allowed folder"):
+        ImageResolver(root).load(ref)
+
+
+def test_symlink_pointing_out_is_refused(root: Path) -> None:
+    os.symlink(root.parent / "secret.png", root / "link.png")
+    with pytest.raises(ImageError, match="outside the allowed folder"):
+        ImageResolver(root).load("link.png")
+
+
+def test_symlinked_root_is_followed(root: Path, tmp_path: Path) -> None:
+    os.symlink(root, tmp_path / "alias")
+    assert ImageResolver(tmp_path / "alias").load("sub/scene.png").size == (200, 120)
+
+
+def test_missing_file_names_the_root(root: Path) -> None:
+    with pytest.raises(ImageError, match="does not exist") as info:
+        ImageResolver(root).load("nope.png")
+    assert str(root) in str(info.value)
+
+
+def test_base64_and_data_urls_load_without_a_root() -> None:
+    data = _png(SCENE.image())
+    resolver = ImageResolver(None)
+    plain = base64.b64encode(data).decode()
+    assert resolver.load(plain).size == (200, 120)
+    assert resolver.load(base64.urlsafe_b64encode(data).decode().rstrip("=")).size == (200, 120)
+    assert resolver.load(f"data:image/png;base64,{plain}").size == (200, 120)
+    assert resolver.load(data).size == (200, 120)
+    with pytest.raises(ImageError, match="paths are not accepted"):
+        resolver.load("scene.png")
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("https://example.com/cat.png", "URLs are not accepted"),
+        ("   ", "empty"),
+        (base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10).decode(), "base64 image"),
+    ],
+)
+def test_refused_or_broken_references(root: Path, ref: str, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        ImageResolver(root).load(ref)
+
+
+def test_root_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="not an existing folder"):
+        ImageResolver(tmp_path / "missing")
+
+
+# --- segment / count / ask ----------------------------------------------------------------------------------------
+
+
+def test_segment_numbers_instances_across_phrases(service: Sam3Service) -> None:
+    outcome = service.segment("sub/scene.png", ["cup", "laptop"])
+    result = outcome.result
+    assert isinstance(result, SegmentResult)
+    assert result.image_size == (120, 200)
+    assert [i.id for i in result.instances] == list(range(1, len(result.instances) + 1))
+    assert [(p.phrase, p.count) for p in result.phrases] == [("cup", 4), ("laptop", 1)]  # 2 cups + 1 duplicate each
+    laptop = result.instances[-1]
+    assert laptop.phrase == "laptop" and result.phrases[1].ids == [laptop.id]
+    assert np.array_equal(laptop.mask, SCENE.mask(1))
+    assert "'cup': 4; 'laptop': 1" in outcome.summary and "#5 laptop" in outcome.summary
+
+
+def test_segment_thresholds_and_boxes(service: Sam3Service) -> None:
+    assert service.segment("sub/scene.png", ["cup"], score_threshold=0.8).result.phrases[0].count == 2
+    only_boxes = service.segment("sub/scene.png", positive_boxes=[[70, 30, 130, 90]]).result
+    assert only_boxes.phrases[0].phrase.startswith("exemplar") and only_boxes.phrases[0].count == 1
+    with pytest.raises(PromptError, match="positive"):
+        service.segment("sub/scene.png", [], negative_boxes=[[0, 0, 10, 10]])
+    with pytest.raises(PromptError, match="outside"):
+        service.segment("sub/scene.png", ["cup"], positive_boxes=[[500, 500, 600, 600]])
+    with pytest.raises(PromptError, match="exemplar box"):
+        service.segment("sub/scene.png", ["cup"], positive_boxes=[[1, 2, 3]])
+
+
+def test_count_merges_duplicates(service: Sam3Service) -> None:
+    result = service.count("sub/scene.png", "cups").result
+    assert isinstance(result, CountResult)
+    assert (result.count, result.detected) == (2, 4)
+    assert [i.id for i in result.instances] == [1, 2]
+    assert [np.array_equal(i.mask, SCENE.mask(k)) for i, k in zip(result.instances, (0, 2), strict=True)] == [True] * 2
+    assert "Count of 'cups': 2 (4 detected, 2 duplicate(s) merged)" in result.summary()
+
+
+def test_ask_runs_the_agent_and_requires_an_llm(root: Path) -> None:
+    llm = ScriptedChatModel(
+        [
+            tool_call_turn("segment_phrases", {"phrases": ["cup"]}),
+            tool_call_turn("final_answer", {"ids": [1, 2], "text": "Two cups.", "count": 2}),
+        ]
+    )
+    service = Sam3Service(SceneSegmenter(SCENE), llm, images=ImageResolver(root))
+    result = service.ask("sub/scene.png", "how many cups?").result
+    llm.assert_complete()
+    assert isinstance(result, AskResult)
+    assert (result.status, result.answer, result.count, result.found) == ("answered", "Two cups.", 2, 2)
+    assert [step.tool for step in result.trace] == ["segment_phrases", "final_answer"]
+    assert "Count: 2" in result.summary()
+    with pytest.raises(ConfigError, match="no language model"):
+        Sam3Service(SceneSegmenter(SCENE), images=ImageResolver(root)).ask("sub/scene.png", "how many cups?")
+
+
+def test_overlay_is_downscaled_and_summary_is_capped(tmp_path: Path) -> None:
+    many = Scene(1600, 400, [SceneObject("dot", (x, 10, x + 20, 30), shape="box") for x in range(0, 1600, 40)])
+    many.image().save(tmp_path / "many.png")
+    outcome = Sam3Service(SceneSegmenter(many), images=ImageResolver(tmp_path)).segment("many.png", ["dot"])
+    assert len(outcome.result.instances) == 40
+    overlay = Image.open(io.BytesIO(base64.b64decode(outcome.overlay_base64())))
+    assert overlay.size == (OVERLAY_MAX_SIDE, 256)
+    assert outcome.overlay(max_side=None).size == (1600, 400)
+    assert outcome.summary.count("\n#") == MAX_SUMMARY_INSTANCES
+    assert "... and 15 more" in outcome.summary
+
+
+def test_service_rejects_bad_configuration() -> None:
+    with pytest.raises(ConfigError, match="segmenter"):
+        Sam3Service(object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="llm must be"):
+        Sam3Service(SceneSegmenter(SCENE), llm=object())
