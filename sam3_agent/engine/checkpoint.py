@@ -1,0 +1,110 @@
+"""Where the SAM 3 weights come from, and loading them with transformers' ``from_pretrained``.
+
+Resolution order: an explicit argument (``--checkpoint DIR``), else the ``SAM3_CHECKPOINT`` environment
+variable, else the hub id ``facebook/sam3`` (gated: its license must be accepted on the hub). Nothing is
+loaded or downloaded at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sam3_agent.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Sam3Model, Sam3Processor
+
+DEFAULT_CHECKPOINT = "facebook/sam3"
+CHECKPOINT_ENV = "SAM3_CHECKPOINT"
+SAM3_MODEL_TYPES = ("sam3", "sam3_video")  # Sam3Model also loads the detector out of a sam3_video checkpoint
+
+HOW_TO_GET_WEIGHTS = (
+    "To use the real SAM 3 weights: accept the license of facebook/sam3 on the Hugging Face hub "
+    "(https://huggingface.co/facebook/sam3), log in with `hf auth login`, download them "
+    "(e.g. `hf download facebook/sam3 --local-dir ./sam3`), then pass the directory with "
+    f"`--checkpoint DIR` or `{CHECKPOINT_ENV}=DIR`. To try the commands without weights, make a tiny random "
+    "checkpoint with `python tools/make_tiny_checkpoint.py DIR` (its masks are random)."
+)
+
+
+def resolve_checkpoint(checkpoint: str | Path | None = None) -> str:
+    """The checkpoint to load: ``checkpoint`` if given, else $SAM3_CHECKPOINT if set, else ``facebook/sam3``."""
+    if checkpoint is not None and str(checkpoint).strip():
+        return str(checkpoint)
+    from_env = os.environ.get(CHECKPOINT_ENV, "").strip()
+    return from_env or DEFAULT_CHECKPOINT
+
+
+def _looks_like_path(spec: str) -> bool:
+    """True unless ``spec`` has the shape of a hub id ("owner/name" or "name")."""
+    return (
+        os.path.isabs(spec)
+        or spec.startswith((".", "~"))
+        or spec.count("/") > 1
+        or "\\" in spec
+        or os.path.exists(os.path.expanduser(spec))
+    )
+
+
+def _fail(what: str) -> CheckpointError:
+    return CheckpointError(f"{what}\n{HOW_TO_GET_WEIGHTS}")
+
+
+def _check_local_dir(directory: Path) -> None:
+    """Raise CheckpointError unless ``directory`` holds a SAM 3 config.json."""
+    if not directory.is_dir():
+        raise _fail(f"SAM 3 checkpoint directory {str(directory)!r} does not exist or is not a directory.")
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise _fail(f"{str(directory)!r} has no config.json: expected a SAM 3 checkpoint directory.")
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise _fail(f"cannot read {str(config_file)!r}: {exc}") from exc
+    if model_type not in SAM3_MODEL_TYPES:
+        raise _fail(f"{str(config_file)!r} is for model type {model_type!r}, expected one of {SAM3_MODEL_TYPES}.")
+
+
+def load_sam3(
+    checkpoint: str | Path | None = None, *, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> tuple[Sam3Model, Sam3Processor, str]:
+    """Load ``Sam3Model`` (eval mode, on ``device``, in ``dtype``) and ``Sam3Processor``.
+
+    Args:
+        checkpoint: a local checkpoint directory or a hub id; None resolves as ``resolve_checkpoint``.
+        device: torch device for the model.
+        dtype: parameter dtype (None: float32).
+
+    Returns:
+        (model, processor, the resolved checkpoint string).
+
+    Raises:
+        CheckpointError: missing directory, directory without config.json, config of another model type,
+            or the hub id could not be loaded (offline, unreachable, gated, unknown); the message says what
+            was tried and how to get the weights.
+    """
+    spec = resolve_checkpoint(checkpoint)
+    is_local = _looks_like_path(spec)
+    source = str(Path(spec).expanduser()) if is_local else spec
+    if is_local:
+        _check_local_dir(Path(source))
+    import torch
+    from transformers import AutoConfig, Sam3Model, Sam3Processor
+
+    try:
+        if not is_local:
+            model_type = getattr(AutoConfig.from_pretrained(source), "model_type", None)
+            if model_type not in SAM3_MODEL_TYPES:
+                raise _fail(f"hub id {spec!r} is a {model_type!r} model, expected one of {SAM3_MODEL_TYPES}.")
+        model = Sam3Model.from_pretrained(source, dtype=dtype or torch.float32)
+        processor = Sam3Processor.from_pretrained(source)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # transformers / huggingface_hub raise many types (OSError, HTTP, gated, offline)
+        kind = "directory" if is_local else "hub id"
+        raise _fail(f"could not load SAM 3 from {kind} {spec!r}: {type(exc).__name__}: {exc}") from exc
+    return model.to(device).eval(), processor, spec

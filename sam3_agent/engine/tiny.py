@@ -1,0 +1,202 @@
+"""Randomly initialised SAM 3 checkpoints, for tests and benchmarks without the gated real weights.
+
+``make_tiny_checkpoint`` writes a directory that loads through exactly the ``from_pretrained`` path real
+weights take (``Sam3Model``, ``Sam3Processor`` with ``Sam3ImageProcessor`` and a ``CLIPTokenizer``). Its
+masks and scores are random: it exercises code paths, not segmentation quality.
+
+Sizes:
+
+* ``"tiny"``: 224x224 input, two-layer 32-wide towers, 20 queries; about 300 K parameters (1 MB), a
+  forward pass takes milliseconds on a CPU. For unit tests.
+* ``"mid"``: the real input geometry (1008x1008, patch 14, 24-token windows, 72x72 tokens, 288x288
+  masks, 200 queries) with narrower and shallower towers, sized so that the vision backbone takes about
+  85% of a text-prompted forward pass, as in the real 848 M-parameter model. For benchmarks.
+
+The tokenizer is a byte-level CLIP BPE built here: every byte is a token (so any text tokenizes) plus
+merges that make whole tokens of a few common words ("cup", "laptop", "person", "red", "hat", ...).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tokenizers.pre_tokenizers import ByteLevel
+from transformers import CLIPTokenizer, Sam3Config, Sam3Model, Sam3Processor
+from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig
+from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
+
+from sam3_agent.errors import ConfigError
+
+Size = Literal["tiny", "mid"]
+
+# Words the tokenizer spells as single tokens (any other text still tokenizes, byte by byte).
+_WORDS = (  # noqa: SIM905 (a list literal would take 40 lines)
+    "a the of and with on in left right red blue green black white hat cup mug laptop person people man woman "
+    "child dog cat car bus bicycle chair table bottle apple banana phone book plant shirt striped visual object"
+).split()
+
+_TEXT_CONTEXT = 32  # Sam3Processor pads text to 32 tokens
+
+
+@dataclass(frozen=True)
+class _Dims:
+    image_size: int
+    vit_hidden: int
+    vit_layers: int
+    vit_heads: int
+    window: int
+    global_layers: tuple[int, ...]
+    hidden: int  # FPN / geometry / DETR / mask decoder width
+    heads: int
+    detr_layers: int
+    queries: int
+    text_hidden: int
+    text_layers: int
+
+
+_DIMS: dict[str, _Dims] = {
+    "tiny": _Dims(
+        image_size=224,
+        vit_hidden=32,
+        vit_layers=2,
+        vit_heads=2,
+        window=8,
+        global_layers=(1,),
+        hidden=32,
+        heads=2,
+        detr_layers=1,
+        queries=20,
+        text_hidden=32,
+        text_layers=2,
+    ),
+    "mid": _Dims(
+        image_size=1008,
+        vit_hidden=384,
+        vit_layers=10,
+        vit_heads=6,
+        window=24,
+        global_layers=(4, 9),
+        hidden=64,
+        heads=4,
+        detr_layers=2,
+        queries=200,
+        text_hidden=256,
+        text_layers=4,
+    ),
+}
+
+
+def _apply_bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """BPE as CLIP runs it: repeatedly merge the adjacent pair of lowest rank."""
+    parts = [*word[:-1], word[-1] + "</w>"]
+    while len(parts) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(itertools.pairwise(parts))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        parts = [*parts[:i], parts[i] + parts[i + 1], *parts[i + 2 :]]
+    return parts
+
+
+def _bpe_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level CLIP BPE: 256 byte symbols, the same with the end-of-word mark, merges spelling _WORDS."""
+    symbols = sorted(ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    for symbol in symbols + [s + "</w>" for s in symbols]:
+        vocab[symbol] = len(vocab)
+    ranks: dict[tuple[str, str], int] = {}
+    for word in _WORDS:
+        # Earlier merges win; append merges of what is left until the word is one token.
+        while len(parts := _apply_bpe(word, ranks)) > 1:
+            ranks[(parts[0], parts[1])] = len(ranks)
+            vocab.setdefault(parts[0] + parts[1], len(vocab))
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    return vocab, sorted(ranks, key=ranks.__getitem__)
+
+
+def _config(dims: _Dims, vocab_size: int, bos: int, eos: int) -> Sam3Config:
+    grid = dims.image_size // 14
+    backbone = Sam3ViTConfig(
+        hidden_size=dims.vit_hidden,
+        intermediate_size=dims.vit_hidden * 4,
+        num_hidden_layers=dims.vit_layers,
+        num_attention_heads=dims.vit_heads,
+        image_size=dims.image_size,
+        patch_size=14,
+        window_size=dims.window,
+        global_attn_indexes=list(dims.global_layers),
+        pretrain_image_size=dims.image_size,
+    )
+    vision = Sam3VisionConfig(
+        backbone_config=backbone,
+        fpn_hidden_size=dims.hidden,
+        backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
+    )
+    text = {
+        "model_type": "clip_text_model",
+        "vocab_size": vocab_size,
+        "hidden_size": dims.text_hidden,
+        "intermediate_size": dims.text_hidden * 4,
+        "projection_dim": dims.text_hidden,
+        "num_hidden_layers": dims.text_layers,
+        "num_attention_heads": max(dims.text_hidden // 64, 2),
+        "max_position_embeddings": _TEXT_CONTEXT,
+        "hidden_act": "gelu",
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": eos,
+    }
+    common = {"hidden_size": dims.hidden, "num_attention_heads": dims.heads, "intermediate_size": dims.hidden * 4}
+    return Sam3Config(
+        vision_config=vision,
+        text_config=text,
+        geometry_encoder_config={**common, "num_layers": 1},
+        detr_encoder_config={**common, "num_layers": dims.detr_layers},
+        detr_decoder_config={**common, "num_layers": dims.detr_layers, "num_queries": dims.queries},
+        mask_decoder_config={"hidden_size": dims.hidden, "num_attention_heads": dims.heads},
+    )
+
+
+def make_tiny_checkpoint(
+    out_dir: str | Path, *, seed: int = 0, image_size: int | None = None, size: Size = "tiny"
+) -> Path:
+    """Write a randomly initialised SAM 3 checkpoint directory and return its path.
+
+    Args:
+        out_dir: directory to write (created if missing): config.json, model.safetensors, tokenizer
+            files and processor_config.json.
+        seed: torch seed for the random weights (same seed, same weights).
+        image_size: square input size in pixels, a multiple of 14 (default 224 for "tiny", 1008 for "mid").
+        size: "tiny" (unit tests) or "mid" (benchmarks); see the module docstring.
+
+    Raises:
+        ConfigError: unknown size or an image size that is not a positive multiple of 14.
+    """
+    if size not in _DIMS:
+        raise ConfigError(f"size must be one of {sorted(_DIMS)}, got {size!r}")
+    dims = _DIMS[size]
+    if image_size is not None:
+        if image_size <= 0 or image_size % 14:
+            raise ConfigError(f"image_size must be a positive multiple of 14 (the patch size), got {image_size}")
+        dims = _Dims(**{**dims.__dict__, "image_size": image_size})
+    vocab, merges = _bpe_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
+    config = _config(dims, len(vocab), bos=vocab["<|startoftext|>"], eos=vocab["<|endoftext|>"])
+    torch.manual_seed(seed)
+    model = Sam3Model(config).eval()
+    mask_side = 4 * (dims.image_size // 14)
+    image_processor = Sam3ImageProcessor(
+        size={"height": dims.image_size, "width": dims.image_size},
+        mask_size={"height": mask_side, "width": mask_side},
+    )
+    processor = Sam3Processor(image_processor=image_processor, tokenizer=tokenizer)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

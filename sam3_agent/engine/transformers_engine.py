@@ -1,0 +1,359 @@
+"""In-process SAM 3 on Hugging Face transformers: ``Sam3Engine`` implements the ``Segmenter`` protocol.
+
+Two phases, as in segment-anything's predictor: ``encode_image`` runs the vision backbone (about 85% of
+SAM 3's compute) once per image content and caches its features (LRU keyed by a pixel digest);
+``segment`` runs prompts on the cached features, several prompts in one forward pass (the features are
+expanded to batch k, not copied). Repeated phrases and exemplar refinements on one image therefore never
+re-run the backbone; ``backbone_calls``, ``cache_hits`` and ``cache_misses`` count that.
+
+Conventions: images are PIL images as displayed (already EXIF-transposed: ``sam3_agent.images.load_image``);
+exemplar boxes are XYXY pixels of that image; instances come back in its pixel coordinates.
+This module, ``checkpoint`` and ``tiny`` are the only ones importing torch / transformers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Sam3Model, Sam3Processor
+from transformers.models.sam3.modeling_sam3 import Sam3ImageSegmentationOutput, Sam3VisionEncoderOutput
+
+from sam3_agent.engine.checkpoint import load_sam3, resolve_checkpoint
+from sam3_agent.engine.feature_cache import FeatureCache, image_digest
+from sam3_agent.engine.postprocess import instances_from_logits
+from sam3_agent.errors import ConfigError, ImageError
+from sam3_agent.schema import Instance, Prompt, Thresholds
+
+log = logging.getLogger(__name__)
+
+VISUAL_PROMPT_TEXT = "visual"  # the text Sam3Processor gives SAM 3 for a box-only prompt
+BOX_PAD = -10  # Sam3Processor's pad value for boxes and their labels; Sam3Model masks label -10 out
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device``, or CUDA when available, else CPU. Raises ConfigError for an unknown device string."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from exc
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``dtype``, or bfloat16 on CUDA and float32 elsewhere. Raises ConfigError for an unknown name."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower().removeprefix("torch.")]
+    except KeyError:
+        raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}") from None
+
+
+def box_prompt_tensors(prompts: Sequence[Prompt], width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exemplar boxes of ``prompts`` in SAM 3's input format, as ``Sam3Processor`` builds them.
+
+    XYXY pixels, clipped to the image, are divided by (width, height) and turned into (cx, cy, w, h).
+    Prompts with fewer boxes are padded with coordinates and labels ``BOX_PAD``.
+
+    Returns:
+        boxes (k, n, 4) float32 and labels (k, n) int64 (1 positive, 0 negative, -10 padding), where k is
+        ``len(prompts)`` and n their largest number of boxes.
+    """
+    n = max(len(p.boxes) for p in prompts)
+    boxes = torch.full((len(prompts), n, 4), float(BOX_PAD))
+    labels = torch.full((len(prompts), n), BOX_PAD, dtype=torch.int64)
+    scale = torch.tensor([width, height, width, height], dtype=torch.float64)
+    for i, prompt in enumerate(prompts):
+        if not prompt.boxes:
+            continue
+        xyxy = torch.tensor([b.box for b in prompt.boxes], dtype=torch.float64)
+        xyxy = torch.minimum(xyxy.clamp(min=0.0), scale) / scale
+        x0, y0, x1, y1 = xyxy.unbind(-1)
+        boxes[i, : len(prompt.boxes)] = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1).float()
+        labels[i, : len(prompt.boxes)] = torch.tensor([int(b.positive) for b in prompt.boxes])
+    return boxes, labels
+
+
+def instances_from_outputs(
+    pred_logits: torch.Tensor,
+    presence_logit: torch.Tensor,
+    pred_masks: torch.Tensor,
+    image_size: tuple[int, int],
+    thresholds: Thresholds,
+    phrase: str,
+) -> list[Instance]:
+    """The engine's post-processing of one prompt's SAM 3 outputs (any device / dtype).
+
+    Args:
+        pred_logits: (Q,) query logits. presence_logit: (1,) or () presence logit.
+        pred_masks: (Q, h, w) low-res mask logits over the square-resized image.
+        image_size: (height, width) of the original image. thresholds, phrase: as ``instances_from_logits``.
+
+    Scores, sigmoid(query) * sigmoid(presence), are computed and thresholded where the tensors live; only
+    the kept masks are moved to the CPU and upsampled (``postprocess.instances_from_logits``).
+    """
+    presence = torch.sigmoid(presence_logit.float()).reshape(())
+    scores = torch.sigmoid(pred_logits.float()) * presence
+    if pred_masks.device.type != "cpu" or pred_masks.dtype != torch.float32:
+        keep = torch.nonzero(scores >= thresholds.score).squeeze(1)
+        pred_masks, scores = pred_masks[keep].float().cpu(), scores[keep].cpu()
+    # On the CPU in float32 the arrays are views: only the kept masks are ever read.
+    return instances_from_logits(
+        pred_masks.numpy(), scores.numpy(), image_size, thresholds, phrase, presence_score=float(presence)
+    )
+
+
+@dataclass(frozen=True)
+class RawPrediction:
+    """SAM 3's raw outputs for one prompt over all Q queries (CPU, float32).
+
+    ``pred_boxes`` are XYXY normalised to [0, 1] over the image; ``pred_masks`` are low-resolution mask
+    logits over the square-resized image (288x288 for 1008x1008 inputs).
+    """
+
+    pred_logits: np.ndarray  # (Q,)
+    presence_logit: float
+    pred_boxes: np.ndarray  # (Q, 4)
+    pred_masks: np.ndarray  # (Q, h, w)
+
+
+@dataclass(frozen=True)
+class _Features:
+    vision: Sam3VisionEncoderOutput  # batch 1, on the engine's device
+    image_size: tuple[int, int]  # (height, width) of the original image
+
+
+class Sam3Engine:
+    """SAM 3 segmentation with a backbone-feature cache and batched prompts (a ``Segmenter``).
+
+    Args:
+        checkpoint: local checkpoint directory or hub id; None: $SAM3_CHECKPOINT, else ``facebook/sam3``.
+        device: torch device; None: CUDA if available, else CPU.
+        dtype: parameter dtype (torch dtype or name); None: bfloat16 on CUDA, float32 on CPU.
+        cache_size: how many images' backbone features to keep (LRU); 0 re-encodes on every call.
+        max_batch: most prompts run in one forward pass.
+
+    The model loads on first use, or when ``load()`` is called. Thread-safe (one call runs at a time).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        cache_size: int = 8,
+        max_batch: int = 16,
+    ) -> None:
+        if cache_size < 0:
+            raise ConfigError(f"cache_size must be >= 0, got {cache_size}")
+        if max_batch < 1:
+            raise ConfigError(f"max_batch must be >= 1, got {max_batch}")
+        self.checkpoint = resolve_checkpoint(checkpoint)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_batch = max_batch
+        self.backbone_calls = 0
+        self._cache: FeatureCache[_Features] = FeatureCache(cache_size)
+        self._lock = threading.RLock()
+        self._model: Sam3Model | None = None
+        self._processor: Sam3Processor | None = None
+
+    # -- loading ---------------------------------------------------------------------------------------
+
+    def load(self) -> Sam3Engine:
+        """Load model and processor now (idempotent). Raises CheckpointError with how-to-get-weights text."""
+        self._loaded()
+        return self
+
+    def _loaded(self) -> tuple[Sam3Model, Sam3Processor]:
+        with self._lock:
+            if self._model is None or self._processor is None:
+                self._model, self._processor, _ = load_sam3(self.checkpoint, device=self.device, dtype=self.dtype)
+                log.info("loaded SAM 3 from %s on %s (%s)", self.checkpoint, self.device, self.dtype)
+            return self._model, self._processor
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self) -> Sam3Model:
+        """The ``Sam3Model`` (loads it if needed)."""
+        return self._loaded()[0]
+
+    @property
+    def processor(self) -> Sam3Processor:
+        """The ``Sam3Processor`` (loads it if needed)."""
+        return self._loaded()[1]
+
+    # -- the backbone phase ----------------------------------------------------------------------------
+
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def cache_misses(self) -> int:
+        return self._cache.misses
+
+    @property
+    def cached_images(self) -> list[str]:
+        """Digests of the images whose features are cached, least recently used first."""
+        return self._cache.keys()
+
+    def clear_cache(self, *, reset_counters: bool = False) -> None:
+        """Forget every cached image's features; with ``reset_counters``, zero the call / hit / miss counts."""
+        with self._lock:
+            self._cache.clear(reset_counters=reset_counters)
+            if reset_counters:
+                self.backbone_calls = 0
+
+    def encode_image(self, image: Image.Image) -> str:
+        """Run the vision backbone on ``image`` unless its features are cached; return its content digest."""
+        with self._lock:
+            digest = image_digest(_check_image(image))
+            self._features(image, digest)
+            return digest
+
+    def _features(self, image: Image.Image, digest: str) -> _Features:
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return cached
+        model, processor = self._loaded()
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        pixels = processor.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            vision = model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
+        self.backbone_calls += 1
+        # Keep only what prompt passes read (not the ViT's last_hidden_state / hidden_states).
+        kept = Sam3VisionEncoderOutput(
+            fpn_hidden_states=tuple(vision.fpn_hidden_states),
+            fpn_position_encoding=tuple(vision.fpn_position_encoding),
+        )
+        features = _Features(vision=kept, image_size=(image.height, image.width))
+        self._cache.put(digest, features)
+        return features
+
+    # -- the prompt phase ------------------------------------------------------------------------------
+
+    def predict(self, image: Image.Image, prompts: Sequence[Prompt]) -> list[RawPrediction]:
+        """Raw SAM 3 outputs for each prompt, all queries, no thresholds (for evaluation and tests)."""
+        outputs = self._run(image, prompts)
+        return [
+            RawPrediction(
+                pred_logits=logits.float().cpu().numpy(),
+                presence_logit=float(presence.float().reshape(())),
+                pred_boxes=boxes.float().cpu().numpy(),
+                pred_masks=masks.float().cpu().numpy(),
+            )
+            for logits, presence, boxes, masks in outputs
+        ]
+
+    def segment(
+        self, image: Image.Image, prompts: Sequence[Prompt], thresholds: Thresholds | None = None
+    ) -> list[list[Instance]]:
+        """Segment every instance matching each prompt (see ``Segmenter.segment``).
+
+        Args:
+            image: PIL image as displayed (EXIF already applied); any mode, converted to RGB.
+            prompts: phrases and/or exemplar boxes (XYXY pixels of ``image``).
+            thresholds: None means ``Thresholds()`` (score 0.5, mask 0.5, no NMS).
+
+        Returns:
+            Per prompt, instances with score = sigmoid(query logit) * sigmoid(presence logit) >= the
+            score threshold, sorted by score, ids 0..n-1, masks (RLE) / boxes / areas in ``image`` pixels,
+            ``presence_score`` = sigmoid(presence logit), ``phrase`` = ``prompt.label``.
+
+        Raises:
+            ImageError: not a usable PIL image. PromptError: an exemplar box is inverted or outside.
+            CheckpointError: the model could not be loaded.
+        """
+        thresholds = thresholds or Thresholds()
+        size = (_check_image(image).height, image.width)
+        return [
+            instances_from_outputs(logits, presence, masks, size, thresholds, prompt.label)
+            for prompt, (logits, presence, _boxes, masks) in zip(prompts, self._run(image, prompts), strict=True)
+        ]
+
+    def _run(self, image: Image.Image, prompts: Sequence[Prompt]) -> list[tuple[torch.Tensor, ...]]:
+        """Per prompt: (pred_logits (Q,), presence_logits (1,), pred_boxes (Q, 4), pred_masks (Q, h, w))."""
+        _check_image(image)
+        prompts = list(prompts)
+        for prompt in prompts:
+            for box in prompt.boxes:
+                box.check_inside(image.width, image.height)
+        if not prompts:
+            return []
+        with self._lock:
+            features = self._features(image, image_digest(image))
+            # A box-free prompt must not share a pass with box prompts: the geometry encoder adds a token.
+            groups = [
+                [i for i, p in enumerate(prompts) if not p.boxes],
+                [i for i, p in enumerate(prompts) if p.boxes],
+            ]
+            results: dict[int, tuple[torch.Tensor, ...]] = {}
+            for group in groups:
+                for start in range(0, len(group), self.max_batch):
+                    chunk = group[start : start + self.max_batch]
+                    out = self._forward(features, [prompts[i] for i in chunk])
+                    for j, i in enumerate(chunk):
+                        results[i] = (out.pred_logits[j], out.presence_logits[j], out.pred_boxes[j], out.pred_masks[j])
+            return [results[i] for i in range(len(prompts))]
+
+    def _forward(self, features: _Features, prompts: list[Prompt]) -> Sam3ImageSegmentationOutput:
+        """One forward pass of ``prompts`` (all with boxes, or none) on one image's cached features."""
+        model, processor = self._loaded()
+        k = len(prompts)
+        context = model.config.text_config.max_position_embeddings
+        tokens = processor.tokenizer(
+            [p.text or VISUAL_PROMPT_TEXT for p in prompts],
+            padding="max_length",
+            max_length=context,
+            truncation=True,
+            return_tensors="pt",
+        )
+        inputs = {
+            "input_ids": tokens["input_ids"].to(self.device),
+            "attention_mask": tokens["attention_mask"].to(self.device),
+        }
+        if prompts[0].boxes:
+            height, width = features.image_size
+            boxes, labels = box_prompt_tensors(prompts, width, height)
+            inputs["input_boxes"] = boxes.to(self.device, self.dtype)
+            inputs["input_boxes_labels"] = labels.to(self.device)
+        vision = Sam3VisionEncoderOutput(
+            fpn_hidden_states=tuple(t.expand(k, *t.shape[1:]) for t in features.vision.fpn_hidden_states),
+            fpn_position_encoding=tuple(t.expand(k, *t.shape[1:]) for t in features.vision.fpn_position_encoding),
+        )
+        with torch.inference_mode():
+            return model(vision_embeds=vision, **inputs)
+
+
+def _check_image(image: object) -> Image.Image:
+    if not isinstance(image, Image.Image):
+        raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"expected a non-empty image, got size {image.width}x{image.height}")
+    return image

@@ -1,0 +1,116 @@
+"""Engine building blocks without a model: image digests, the LRU feature cache, mask post-processing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sam3_agent.engine.feature_cache import FeatureCache, image_digest
+from sam3_agent.engine.postprocess import encode_mask, encode_masks, instances_from_logits, logit
+from sam3_agent.masks import mask_to_box, rle_decode, rle_encode
+from sam3_agent.schema import Thresholds
+
+# -- digests and cache -------------------------------------------------------------------------------------
+
+
+def test_image_digest_is_content_based() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    assert image_digest(image) == image_digest(Image.fromarray(pixels.copy())) == image_digest(image.copy())
+    changed = pixels.copy()
+    changed[5, 5, 0] ^= 1
+    assert image_digest(Image.fromarray(changed)) != image_digest(image)
+    assert image_digest(image.convert("RGBA")) != image_digest(image)  # same look, other mode
+    flat = np.zeros((30, 40, 3), np.uint8)
+    assert image_digest(Image.fromarray(flat)) != image_digest(Image.fromarray(flat.reshape(40, 30, 3)))
+    assert len(image_digest(image)) == 32
+
+
+def test_feature_cache_lru_and_counters() -> None:
+    cache: FeatureCache[int] = FeatureCache(capacity=2)
+    assert cache.get("a") is None
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)  # evicts b
+    assert cache.keys() == ["a", "c"] and "b" not in cache and len(cache) == 2
+    assert (cache.hits, cache.misses) == (1, 1)
+    cache.clear()
+    assert len(cache) == 0 and cache.hits == 1
+    cache.clear(reset_counters=True)
+    assert (cache.hits, cache.misses) == (0, 0)
+    disabled: FeatureCache[int] = FeatureCache(capacity=0)
+    disabled.put("a", 1)
+    assert disabled.get("a") is None and len(disabled) == 0
+    with pytest.raises(ValueError, match="capacity"):
+        FeatureCache(capacity=-1)
+
+
+# -- mask post-processing -------------------------------------------------------------------------------
+
+
+def blob_logits(count: int, side: int = 72, seed: int = 0) -> np.ndarray:
+    """(count, side, side) logits: ellipses of varied size, plus hard cases (full, edge-touching, noise)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side]
+    logits = np.empty((count, side, side), np.float32)
+    for i in range(count):
+        cy, cx = rng.uniform(0, side, 2)
+        ry, rx = np.exp(rng.uniform(np.log(0.7), np.log(side / 3), 2))
+        logits[i] = np.clip(6 * (1 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2), -12, 12)
+    logits[0] = 4.0  # the whole image
+    logits[1] = np.where(xx < 5, 3.0, -3.0)  # full-height columns: runs join across columns
+    logits[2] = rng.normal(0, 3, (side, side))  # ragged noise
+    logits[3] = np.where(yy == side - 1, 5.0, -5.0)  # bottom row only
+    logits[4] = -5.0  # empty
+    return logits
+
+
+def reference_masks(logits: np.ndarray, size: tuple[int, int], mask_threshold: float) -> np.ndarray:
+    upsampled = F.interpolate(torch.from_numpy(logits)[None], size=size, mode="bilinear", align_corners=False)[0]
+    return (upsampled >= logit(mask_threshold)).numpy()
+
+
+@pytest.mark.parametrize("size", [(300, 300), (120, 200), (250, 83), (40, 30), (72, 72)])
+@pytest.mark.parametrize("mask_threshold", [0.5, 0.2, 0.9])
+def test_encoded_masks_equal_full_upsampling(size: tuple[int, int], mask_threshold: float) -> None:
+    logits = blob_logits(24)
+    expected = reference_masks(logits, size, mask_threshold)
+    encoded = encode_masks(logits, size, mask_threshold)
+    for i, (enc, ref) in enumerate(zip(encoded, expected, strict=True)):
+        if not ref.any():
+            assert enc is None, i
+            continue
+        assert enc is not None, i
+        mask = rle_decode(enc.rle)
+        # Only pixels within float rounding of the threshold may differ (the noise mask has a few).
+        assert np.count_nonzero(mask != ref) <= 3, i
+        assert enc.rle == rle_encode(mask)
+        assert enc.box == mask_to_box(mask) and enc.area == int(mask.sum())
+
+
+def test_encode_mask_edge_thresholds() -> None:
+    logits = blob_logits(6)
+    everything = encode_mask(logits[5], (50, 60), 0.0)  # p >= 0 holds everywhere
+    assert everything is not None and everything.area == 3000 and everything.box == (0.0, 0.0, 60.0, 50.0)
+    assert encode_mask(logits[0], (50, 60), 1.0) is None  # p >= 1 never holds
+    assert encode_masks(logits, (50, 60), 0.5, indices=[4, 0]) == [None, encode_mask(logits[0], (50, 60), 0.5)]
+
+
+def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
+    logits = blob_logits(12)
+    scores = np.linspace(0.1, 0.95, 12).astype(np.float32)
+    instances = instances_from_logits(logits, scores, (144, 100), Thresholds(score=0.3), "cup", presence_score=0.97)
+    kept = [i for i in range(12) if scores[i] >= 0.3 and i != 4]  # 4 is empty: dropped
+    assert [inst.score for inst in instances] == pytest.approx(sorted(scores[kept], reverse=True))
+    assert [inst.id for inst in instances] == list(range(len(kept)))
+    assert all(inst.phrase == "cup" and inst.presence_score == pytest.approx(0.97) for inst in instances)
+    assert all(inst.rle.size == (144, 100) for inst in instances)
+    deduped = instances_from_logits(logits, scores, (144, 100), Thresholds(score=0.3, nms_iom=0.5), "cup")
+    # Mask 0 covers the whole image: everything scored below it is nested in it and goes.
+    assert len(deduped) < len(instances) and deduped[0].score == instances[0].score
+    with pytest.raises(ValueError, match="expected"):
+        instances_from_logits(logits, scores[:3], (10, 10), Thresholds(), "cup")

@@ -1,0 +1,37 @@
+"""Write a tiny randomly initialised SAM 3 checkpoint directory (to try commands without the real weights).
+
+    python tools/make_tiny_checkpoint.py ./sam3-tiny
+    sam3-agent ... --checkpoint ./sam3-tiny      # or SAM3_CHECKPOINT=./sam3-tiny
+
+Its masks and scores are random. Real weights: see ``sam3_agent.engine.checkpoint.HOW_TO_GET_WEIGHTS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", help="directory to write (created if missing)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
+    parser.add_argument("--size", choices=["tiny", "mid"], default="tiny", help="tiny (tests) or mid (benchmarks)")
+    parser.add_argument("--image-size", type=int, default=None, help="square input size, a multiple of 14")
+    args = parser.parse_args(argv)
+
+    from sam3_agent.engine.tiny import make_tiny_checkpoint
+    from sam3_agent.errors import Sam3AgentError
+
+    try:
+        path = make_tiny_checkpoint(args.out_dir, seed=args.seed, image_size=args.image_size, size=args.size)
+    except Sam3AgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote a {args.size} SAM 3 checkpoint with RANDOM weights to {path}: its masks and scores are random.")
+    print(f"Use it with --checkpoint {path} or SAM3_CHECKPOINT={path}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
