@@ -1,0 +1,12 @@
+"""The Gradio chat demo: ``sam3-agent demo`` (or ``python demos/gradio_app.py``).
+
+Layout of this room:
+- ``config``: ``DemoConfig`` (server-side defaults) and ``TurnSettings`` (what one page sends per request);
+- ``session``: ``DemoSession``, the per-browser-tab state (image, result, exemplars, chat history);
+- ``formatting``: chat messages, answer text and table rows (plain data, no Gradio);
+- ``handlers``: ``DemoHandlers``, the page's actions as plain functions over a session (no Gradio);
+- ``app``: ``build_demo`` wires the handlers into a ``gr.Blocks``; ``launch_demo`` serves it;
+- ``command``: the ``demo`` typer command.
+
+Only ``app`` and ``command`` import gradio (``command`` inside its function body).
+"""

@@ -1,0 +1,351 @@
+"""The Gradio page: ``build_demo`` wires ``DemoHandlers`` into a ``gr.Blocks``; ``launch_demo`` serves it.
+
+Per-session state is a ``gr.State`` holding a ``DemoSession`` (a fresh one per browser tab or
+``gradio_client`` session, its files deleted when Gradio drops the session); the segmenter is shared.
+Endpoints for ``gradio_client`` (hidden from the API page, callable): ``/chat`` (message as a
+MultimodalTextbox value ``{"text", "files"}``, then mode, score threshold, mask threshold, LLM endpoint,
+model, API key; it streams) and ``/refine`` (box text, "positive" / "negative", phrase, then the same
+settings). Public API (and MCP tool where Gradio's MCP server runs): ``/segment_image``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.data_classes import FileData
+
+from sam3_agent.agent.llm_settings import LLMSettings
+from sam3_agent.agent.messages import ChatModel
+from sam3_agent.demo import formatting as fmt
+from sam3_agent.demo.config import DemoConfig
+from sam3_agent.demo.handlers import DemoHandlers, default_chat_model
+from sam3_agent.demo.session import DemoSession
+from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.errors import ImageError, Sam3AgentError
+
+log = logging.getLogger(__name__)
+
+MODES = [("Agent (LLM + SAM 3)", "agent"), ("Segment only (no LLM)", "segment")]
+POLARITIES = [("Positive: find more like this", "positive"), ("Negative: reject look-alikes", "negative")]
+
+CSS = """
+#sam3-header h1 { margin-bottom: 0.2em; }
+#sam3-answer { font-size: 1.05em; }
+#sam3-hint { color: var(--body-text-color-subdued); font-size: 0.9em; }
+#sam3-chat img { max-height: 150px; width: auto; }
+"""
+
+
+def _header(config: DemoConfig) -> str:
+    if config.llm_model:
+        where = f" at {config.llm_base_url}" if config.llm_base_url else ""
+        llm = f"LLM: `{config.llm_model}`{where}."
+    else:
+        llm = "No LLM configured: the page starts in segment-only mode (set an LLM endpoint under Settings)."
+    return (
+        f"# {config.title}\n"
+        "Attach or paste an image, then ask about it: *segment the cup left of the laptop*, "
+        "*how many people wear red hats?* An LLM plans, SAM 3 segments; follow-up questions on the same image "
+        f"reuse its features. In segment-only mode, type noun phrases separated by commas. {llm}"
+    )
+
+
+class _View:
+    """Turns a session into the page's outputs, skipping the heavy ones (image, table, files) when unchanged."""
+
+    def __init__(self) -> None:
+        self._last_image: Any = None
+        self._last_result: Any = None
+
+    def __call__(self, s: DemoSession) -> tuple[Any, ...]:
+        image_key = (id(s.result), id(s.image), s.box, s.corner, tuple(s.exemplars))
+        image = gr.skip() if image_key == self._last_image else s.display_image()
+        self._last_image = image_key
+        if s.result is not None and id(s.result) == self._last_result:
+            answer, table, files = gr.skip(), gr.skip(), gr.skip()
+        elif s.result is None:
+            answer, table, files = "", _table([]), None
+        else:
+            heading = "Answer" if s.result.kind == "answer" else "Segmentation"
+            answer, table = f"#### {heading}\n{s.result.markdown}", _table(fmt.table_rows(s.result.instances))
+            files = [str(p) for p in s.result.files]
+        self._last_result = id(s.result) if s.result is not None else None
+        return list(s.chat), image, answer, table, files, s.phrase, s.hint, s
+
+
+def _table(rows: list[list[Any]]) -> dict[str, Any]:
+    return {"headers": fmt.TABLE_HEADERS, "data": rows}
+
+
+def _box_value(s: DemoSession) -> str:
+    return ", ".join(f"{v:g}" for v in s.box) if s.box is not None else ""
+
+
+def _delete_session(session: Any) -> None:
+    if isinstance(session, DemoSession):
+        session.delete_files()
+
+
+def build_demo(
+    segmenter: Segmenter,
+    config: DemoConfig | None = None,
+    *,
+    chat_model_factory: Callable[[LLMSettings], ChatModel] = default_chat_model,
+) -> gr.Blocks:
+    """The demo page for ``segmenter`` (shared by every session). Launch it with ``launch_demo``."""
+    handlers = DemoHandlers(segmenter, config, chat_model_factory=chat_model_factory)
+    config = handlers.config
+    with gr.Blocks(title=config.title, delete_cache=(3600, 3600)) as demo:
+        state = gr.State(DemoSession(), delete_callback=_delete_session)
+        gr.Markdown(_header(config), elem_id="sam3-header")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                with gr.Row(equal_height=False):
+                    mode = gr.Radio(
+                        MODES,
+                        value=config.default_mode,
+                        show_label=False,
+                        container=False,
+                        scale=4,
+                        elem_id="sam3-mode",
+                    )
+                    new_chat = gr.Button("New chat", size="sm", scale=1, min_width=90)
+                chatbot = gr.Chatbot(
+                    show_label=False,
+                    height=760,
+                    elem_id="sam3-chat",
+                    buttons=["copy_all"],
+                    feedback_options=None,
+                    placeholder="Attach an image with the paperclip (or paste one), then ask a question.",
+                )
+                message = gr.MultimodalTextbox(
+                    show_label=False,
+                    placeholder="Ask about the image, e.g. 'how many cups are left of the laptop?'",
+                    sources=["upload"],
+                    file_count="multiple",
+                    elem_id="sam3-message",
+                )
+                buffer = gr.MultimodalTextbox(visible=False)
+            with gr.Column(scale=4):
+                overlay = gr.Image(
+                    label="Overlay (click two corners to draw an exemplar box)",
+                    type="pil",
+                    format="png",
+                    interactive=False,
+                    height=380,
+                    buttons=["download", "fullscreen"],
+                    elem_id="sam3-overlay",
+                )
+                hint = gr.Markdown(elem_id="sam3-hint")
+                answer = gr.Markdown(elem_id="sam3-answer")
+                table = gr.Dataframe(
+                    value=_table([]),
+                    headers=fmt.TABLE_HEADERS,
+                    datatype=["number", "str", "number", "number", "str"],
+                    interactive=False,
+                    label="Instances",
+                    max_height=260,
+                    elem_id="sam3-table",
+                )
+                files = gr.File(
+                    label="Downloads: JSON (COCO RLE masks) and a PNG per selected mask",
+                    file_count="multiple",
+                    interactive=False,
+                    height=190,
+                    elem_id="sam3-files",
+                )
+                with gr.Accordion(
+                    "Refine with an exemplar box", open=False, elem_id="sam3-refine-panel"
+                ) as refine_panel:
+                    with gr.Row():
+                        phrase = gr.Textbox(label="Phrase to re-run", scale=3)
+                        box = gr.Textbox(label="Box x0, y0, x1, y1 (image pixels)", scale=3, elem_id="sam3-box")
+                    polarity = gr.Radio(POLARITIES, value="positive", show_label=False)
+                    with gr.Row():
+                        refine = gr.Button("Refine", variant="primary", elem_id="sam3-refine")
+                        clear = gr.Button("Clear exemplars")
+                with gr.Accordion("Settings", open=False):
+                    score = gr.Slider(0, 1, value=config.score_threshold, step=0.01, label="Score threshold")
+                    mask = gr.Slider(0, 1, value=config.mask_threshold, step=0.01, label="Mask threshold")
+                    base_url = gr.Textbox(
+                        value=config.llm_base_url or "", label="LLM endpoint", placeholder="http://localhost:8000/v1"
+                    )
+                    llm_model = gr.Textbox(value=config.llm_model or "", label="LLM model")
+                    api_key = gr.Textbox(
+                        type="password",
+                        label="LLM API key",
+                        placeholder="empty: the server's key (for the server's endpoint) or none",
+                    )
+        settings = [mode, score, mask, base_url, llm_model, api_key]
+        outputs = [chatbot, overlay, answer, table, files, phrase, hint, state]
+
+        def chat(
+            message_value: dict[str, Any] | None,
+            mode_value: str,
+            score_value: float,
+            mask_value: float,
+            url: str,
+            model_name: str,
+            key: str,
+            session: DemoSession,
+        ) -> Iterator[tuple[Any, ...]]:
+            view = _View()
+            values = _settings(mode_value, score_value, mask_value, url, model_name, key)
+            for s in handlers.chat(session, message_value, values):
+                yield view(s)
+
+        def refine_box(
+            box_text: str,
+            polarity_value: str,
+            phrase_text: str,
+            mode_value: str,
+            score_value: float,
+            mask_value: float,
+            url: str,
+            model_name: str,
+            key: str,
+            session: DemoSession,
+        ) -> Iterator[tuple[Any, ...]]:
+            view = _View()
+            values = _settings(mode_value, score_value, mask_value, url, model_name, key)
+            positive = polarity_value != "negative"
+            for s in handlers.refine(session, box_text or "", positive, phrase_text or "", values):
+                yield (*view(s), _box_value(s))
+
+        def pick(session: DemoSession, evt: gr.SelectData) -> tuple[Any, ...]:
+            x, y = evt.index
+            s = handlers.pick(session, x, y)
+            opened = gr.Accordion(open=True) if s.box is not None else gr.skip()
+            return s.display_image(), _box_value(s), s.hint, opened, s
+
+        def clear_exemplars(session: DemoSession) -> tuple[Any, ...]:
+            s = handlers.clear_exemplars(session)
+            return s.display_image(), "", s.hint, s
+
+        def start_over(session: DemoSession) -> tuple[Any, ...]:
+            return (*_View()(handlers.reset(session)), "")
+
+        sent = message.submit(
+            lambda m: (gr.MultimodalTextbox(value=None, interactive=False), m),
+            [message],
+            [message, buffer],
+            queue=False,
+            api_visibility="private",
+        )
+        sent.then(
+            chat,
+            [buffer, *settings, state],
+            outputs,
+            api_name="chat",
+            api_visibility="undocumented",
+            show_progress="minimal",
+            concurrency_limit=config.concurrency,
+            concurrency_id="sam3",
+        ).then(lambda: gr.MultimodalTextbox(interactive=True), None, [message], api_visibility="private")
+        refine.click(
+            refine_box,
+            [box, polarity, phrase, *settings, state],
+            [*outputs, box],
+            api_name="refine",
+            api_visibility="undocumented",
+            show_progress="minimal",
+            concurrency_limit=config.concurrency,
+            concurrency_id="sam3",
+        )
+        overlay.select(
+            pick, [state], [overlay, box, hint, refine_panel, state], api_visibility="private", show_progress="hidden"
+        )
+        clear.click(clear_exemplars, [state], [overlay, box, hint, state], api_visibility="private")
+        new_chat.click(start_over, [state], [*outputs, box], api_visibility="private")
+        gr.api(
+            _segment_api(handlers),
+            api_name="segment_image",
+            concurrency_limit=config.concurrency,
+            concurrency_id="sam3",
+        )
+    demo.queue(default_concurrency_limit=config.concurrency)
+    return demo
+
+
+def _settings(mode: str, score: float, mask: float, url: str, model: str, key: str) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "score_threshold": score,
+        "mask_threshold": mask,
+        "llm_base_url": url or "",
+        "llm_model": model or "",
+        "llm_api_key": key or "",
+    }
+
+
+def _segment_api(handlers: DemoHandlers) -> Callable[..., dict]:
+    def segment_image(image: FileData, phrases: str, score_threshold: float = 0.5) -> dict:
+        """Segment every instance of each noun phrase in an image with SAM 3 (no LLM involved).
+
+        Args:
+            image: the image file (PNG, JPEG, WebP, ...).
+            phrases: one or more short noun phrases separated by commas, e.g. "red cup, laptop".
+            score_threshold: keep instances whose score (query x presence probability) is at least this.
+
+        Returns:
+            {"image_size": [height, width], "instances": [{"id", "phrase", "score", "box" (XYXY pixels), "area",
+            "rle" (COCO run-length encoding)}, ...]}, or {"error": reason} when the input is refused.
+        """
+        from sam3_agent.demo.config import TurnSettings
+        from sam3_agent.schema import Prompt
+
+        try:
+            path = image.get("path") if isinstance(image, dict) else getattr(image, "path", None)
+            if not isinstance(path, str):
+                raise ImageError(f"expected an uploaded image file, got {type(image).__name__}")
+            pil = handlers.load_upload(Path(path))
+            prompts = [Prompt(text=p) for p in fmt.split_phrases(phrases)]
+            turn = TurnSettings.parse(score_threshold=score_threshold, mask_threshold=handlers.config.mask_threshold)
+            groups = handlers.segmenter.segment(pil, prompts, turn.thresholds)
+        except Sam3AgentError as exc:
+            return {"error": str(exc)}
+        found = [inst for group in groups for inst in group]
+        instances = [inst.model_copy(update={"id": i + 1}).model_dump(mode="json") for i, inst in enumerate(found)]
+        return {"image_size": [pil.height, pil.width], "instances": instances}
+
+    return segment_image
+
+
+def launch_demo(
+    demo: gr.Blocks,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    mcp: bool = False,
+    max_upload_bytes: int | None = None,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+) -> str:
+    """Serve ``demo`` on ``host:port`` (None: Gradio picks from 7860 up); return its local URL.
+
+    ``share`` makes a public gradio.live link (off by default). ``mcp`` also serves the public API as MCP
+    tools when Gradio's MCP server can start (Gradio 6.31 needs ``mcp<2``); if it cannot, the page still runs
+    and a warning says why. Blocks until the server stops unless ``prevent_thread_lock``.
+    """
+    _, url, _ = demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        mcp_server=mcp,
+        max_file_size=max_upload_bytes,
+        prevent_thread_lock=True,
+        quiet=quiet,
+        theme=gr.themes.Soft(),
+        css=CSS,
+        footer_links=["api"],
+    )
+    if mcp and not demo.mcp_server:
+        log.warning("the MCP server did not start: %s", getattr(demo, "mcp_error", "unknown reason"))
+    if not prevent_thread_lock:
+        demo.block_thread()
+    return url

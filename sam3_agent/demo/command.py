@@ -1,0 +1,92 @@
+"""``sam3-agent demo``: start the Gradio chat page (gradio is imported inside the command, not at CLI start)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+
+def _first_env(*names: str) -> str | None:
+    return next((os.environ[n] for n in names if os.environ.get(n)), None)
+
+
+def demo(
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint: local directory or hub id. Env: SAM3_CHECKPOINT."),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cpu. Default: CUDA if present.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. Default: bf16 on CUDA.")] = None,
+    llm_base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
+    ] = None,
+    llm_model: Annotated[
+        str | None, typer.Option(help="Model at the endpoint; none: the page starts in segment-only mode.")
+    ] = None,
+    llm_api_key: Annotated[
+        str | None,
+        typer.Option(help="API key (kept on the server). Env: SAM3_AGENT_LLM_API_KEY / OPENAI_API_KEY."),
+    ] = None,
+    tool_mode: Annotated[str | None, typer.Option(help="auto, native or text (for endpoints without tools).")] = None,
+    host: Annotated[str, typer.Option(help="Address to serve on; 0.0.0.0 to let other machines in.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port. Default: the first free from 7860.")] = None,
+    share: Annotated[bool, typer.Option(help="Also make a public gradio.live link (off by default).")] = False,
+    mcp: Annotated[
+        bool, typer.Option(help="Also serve /segment_image as an MCP tool (needs Gradio's MCP support).")
+    ] = False,
+    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Default score threshold.")] = 0.5,
+    mask_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Default mask threshold.")] = 0.5,
+    max_upload_mb: Annotated[float, typer.Option(min=0.1, help="Refuse uploads larger than this (MB).")] = 20.0,
+    cache_size: Annotated[
+        int, typer.Option(min=0, help="Images whose backbone features stay cached (shared by all users).")
+    ] = 8,
+) -> None:
+    """Start the browser chat demo: upload an image, ask questions, refine with exemplar boxes."""
+    from sam3_agent.agent.llm_settings import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, ENV_TOOL_MODE
+    from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
+
+    try:
+        from sam3_agent.demo.config import DemoConfig
+
+        config = DemoConfig(
+            llm_base_url=llm_base_url or _first_env(ENV_BASE_URL, "OPENAI_BASE_URL"),
+            llm_model=llm_model or _first_env(ENV_MODEL),
+            llm_api_key=llm_api_key or _first_env(ENV_API_KEY, "OPENAI_API_KEY"),
+            tool_mode=tool_mode or _first_env(ENV_TOOL_MODE) or "auto",
+            score_threshold=score_threshold,
+            mask_threshold=mask_threshold,
+            max_upload_bytes=int(max_upload_mb * 2**20),
+        )
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        console.print(f"[bold red]error:[/] invalid setting: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        from sam3_agent.engine.transformers_engine import Sam3Engine
+
+        engine = Sam3Engine(checkpoint, device=device, dtype=dtype, cache_size=cache_size)
+        with console.status("Loading SAM 3 …", spinner="dots"):
+            engine.load()
+    except Sam3AgentError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError | PromptError) else EXIT_FAILURE
+        raise typer.Exit(code) from None
+    from sam3_agent.demo.app import build_demo, launch_demo
+
+    mode = f"agent with {config.llm_model}" if config.llm_model else "segment-only (no --llm-model given)"
+    console.print(f"SAM 3 loaded on {engine.device}; the page starts in {mode} mode.")
+    launch_demo(
+        build_demo(engine, config),
+        host=host,
+        port=port,
+        share=share,
+        mcp=mcp,
+        max_upload_bytes=config.max_upload_bytes,
+    )
