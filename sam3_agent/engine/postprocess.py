@@ -104,53 +104,56 @@ def _first_reaching(axis: _Axis, t: np.ndarray, rising: np.ndarray) -> np.ndarra
 
 @dataclass(frozen=True)
 class _Switches:
-    """Candidate on/off switches of several masks (flat arrays, one entry per switch).
-
-    A switch sits between rows ``ji - 1`` and ``ji`` of a mask's window of source rows (``ji`` 0 and
-    ``n_rows`` are virtual "off" rows above and below it), in output column ``col``.
+    """Candidate on/off switches of several masks (flat arrays, one entry per switch, sorted by slot,
+    then column, then row): in output column ``col``, between source rows ``row`` and ``row + 1``.
+    Where ``inner`` is False the switch is at the image's top edge (row -1) or bottom edge (row h - 1).
     """
 
     slot: np.ndarray  # which mask (0..n-1, non-decreasing)
     col: np.ndarray  # output column
-    row: np.ndarray  # source row k of the interval [k, k + 1] the switch lies in (-1 / h - 1: virtual)
-    inner: np.ndarray  # bool: inside an interval between two real source rows
+    row: np.ndarray  # source row k of the interval [k, k + 1] the switch lies in
+    inner: np.ndarray  # bool: between two real source rows
     rising: np.ndarray  # bool: off -> on
     base: np.ndarray  # float64 upsampled-column value at row k
     step: np.ndarray  # float64 value at row k + 1 minus value at row k
 
 
-def _window_switches(
+def _window(
     logits: np.ndarray, rows_k: tuple[int, int], cols: _Axis, x: tuple[int, int], threshold: float
-) -> tuple[np.ndarray, ...]:
-    """Switches of one mask, columns x[0]:x[1], source rows rows_k[0]:rows_k[1] (see ``_Switches``)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One mask's output columns x[0]:x[1] interpolated at source rows rows_k[0]:rows_k[1], and its switches.
+
+    Returns (values (nx, n_rows) float32, above (nx, n_rows + 2) bool, xi, ji): ``above`` is values >= the
+    threshold between two virtual "off" rows; a switch lies between padded rows ji and ji + 1 of column xi.
+    The virtual rows make the image's top and bottom edges switches like any other (only source rows 0 and
+    h - 1 can be "on" next to them: the window reaches one row beyond the support, and rows outside the
+    support are off everywhere).
+    """
     k0, k1 = rows_k
     c_lo, c_hi = cols.lo[x[0] : x[1]], cols.hi[x[0] : x[1]]
     c0 = int(c_lo[0])
     window = np.ascontiguousarray(logits[k0:k1, c0 : int(c_hi[-1]) + 1].T)  # (low-res cols, low-res rows)
     left = window[c_lo - c0]
-    values = left + (window[c_hi - c0] - left) * cols.w[x[0] : x[1], None]  # (nx, k1 - k0)
-    n_rows = k1 - k0
-    # Virtual "off" rows before the first and after the last window row make the top and bottom edges of
-    # the image switches like any other (only source rows 0 and h - 1 can be "on" next to them: the
-    # window extends one row beyond the support, and rows outside the support are off everywhere).
-    above = np.zeros((values.shape[0], n_rows + 2), dtype=bool)
+    values = left + (window[c_hi - c0] - left) * cols.w[x[0] : x[1], None]
+    above = np.zeros((values.shape[0], k1 - k0 + 2), dtype=bool)
     np.greater_equal(values, threshold, out=above[:, 1:-1])
     # Window rows outside the support are off (in exact arithmetic; pin them against rounding).
     above[:, 1] &= k0 == 0
     above[:, -2] &= k1 == logits.shape[0]
     xi, ji = np.nonzero(above[:, :-1] != above[:, 1:])
-    lower = np.clip(ji - 1, 0, n_rows - 1)
-    base = values[xi, lower].astype(np.float64)
-    step = values[xi, np.minimum(ji, n_rows - 1)].astype(np.float64) - base
-    return xi + x[0], ji - 1 + k0, (ji > 0) & (ji < n_rows), above[xi, ji + 1], base, step
+    return values, above, xi, ji
 
 
 def _collect_switches(
     mask_logits: np.ndarray, indices: list[int], rows: _Axis, cols: _Axis, threshold: float
 ) -> tuple[_Switches, list[int]]:
-    """Switch candidates of masks ``indices`` and, per slot, which of them it is (empty masks get no slot)."""
+    """Switch candidates of masks ``indices`` and, per slot, which of them it is (empty masks get no slot).
+
+    Per mask only the window is computed; everything per switch is done once for all masks.
+    """
     h = mask_logits.shape[1]
-    parts: list[tuple[np.ndarray, ...]] = []
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    origins: list[tuple[int, int]] = []  # per slot: first output column, first source row
     slots: list[int] = []
     for i in indices:
         logits = np.asarray(mask_logits[i], dtype=np.float32)
@@ -163,13 +166,38 @@ def _collect_switches(
         x = (int(np.searchsorted(cols.hi, c[0], side="left")), int(np.searchsorted(cols.lo, c[-1], side="right")))
         if x[0] >= x[1]:  # downsampling: no output column reads the support
             continue
-        found = _window_switches(logits, (max(int(r[0]) - 1, 0), min(int(r[-1]) + 2, h)), cols, x, threshold)
-        parts.append((np.full(len(found[0]), len(slots)), *found))
+        k = (max(int(r[0]) - 1, 0), min(int(r[-1]) + 2, h))
+        found.append(_window(logits, k, cols, x, threshold))
+        origins.append((x[0], k[0]))
         slots.append(i)
-    if not parts:
+    if not found:
         empty = np.zeros(0, dtype=np.int64)
-        return _Switches(empty, empty, empty, empty.astype(bool), empty.astype(bool), empty * 1.0, empty * 1.0), []
-    return _Switches(*(np.concatenate(column) for column in zip(*parts, strict=True))), slots
+        flags, floats = empty.astype(bool), empty.astype(np.float64)
+        return _Switches(empty, empty, empty, flags, flags, floats, floats), []
+    values, above, xi, ji = zip(*found, strict=True)
+    n_rows = np.array([v.shape[1] for v in values])
+    len_cols = np.array([v.shape[0] for v in values])
+    sizes = n_rows * len_cols
+    counts = np.array([len(j) for j in ji])
+    # Per switch: its slot, window origin and height, and where its window starts in the flat buffers.
+    slot, x0, k0, n_rows, value_start, above_start = (
+        np.repeat(a, counts)
+        for a in (
+            np.arange(len(slots)),
+            *np.array(origins).T,
+            n_rows,
+            np.cumsum(sizes) - sizes,
+            np.cumsum(sizes + 2 * len_cols) - (sizes + 2 * len_cols),
+        )
+    )
+    xi, ji = np.concatenate(xi), np.concatenate(ji)
+    flat_values = np.concatenate([v.ravel() for v in values])
+    row_start = value_start + xi * n_rows
+    base = flat_values[row_start + np.clip(ji - 1, 0, n_rows - 1)].astype(np.float64)
+    step = flat_values[row_start + np.minimum(ji, n_rows - 1)].astype(np.float64) - base
+    rising = np.concatenate([a.ravel() for a in above])[above_start + xi * (n_rows + 2) + ji + 1]
+    inner = (ji > 0) & (ji < n_rows)
+    return _Switches(slot, xi + x0, ji - 1 + k0, inner, rising, base, step), slots
 
 
 def _switch_positions(sw: _Switches, rows: _Axis, threshold: float) -> np.ndarray:
@@ -223,29 +251,46 @@ def encode_masks(
     key = sw.slot * (height * width + 1) + positions
     first = np.flatnonzero(np.diff(key, prepend=-1))
     keep = first[np.add.reduceat(np.where(sw.rising, 1, -1), first) != 0] if len(first) else first
-    edge_slot, edges = sw.slot[keep], positions[keep]
-    bounds = np.searchsorted(edge_slot, np.arange(len(slots) + 1))
+    encoded = _encode_runs(sw.slot[keep], positions[keep], len(slots), height, width)
+    by_index = dict(zip(slots, encoded, strict=True))
+    return [by_index.get(i) for i in order]
+
+
+def _encode_runs(
+    edge_slot: np.ndarray, edges: np.ndarray, n_slots: int, height: int, width: int
+) -> list[EncodedMask | None]:
+    """RLE, box and area per slot from its on/off edges (sorted by slot, then position; on, off, on, ...)."""
+    bounds = np.searchsorted(edge_slot, np.arange(n_slots + 1))
+    filled = np.flatnonzero(bounds[1:] > bounds[:-1])
+    if len(filled) == 0:
+        return [None] * n_slots
     starts, ends = edges[0::2], edges[1::2]
-    encoded: dict[int, EncodedMask] = {}
-    for slot, i in enumerate(slots):
-        a, b = bounds[slot], bounds[slot + 1]
-        if a == b:
-            continue
-        s, e = starts[a // 2 : b // 2], ends[a // 2 : b // 2]
-        runs = np.diff(edges[a:b], prepend=0, append=height * width)
-        counts = runs.tolist() if runs[-1] else runs[:-1].tolist()  # COCO ends on the last run, no empty one
-        rle = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-        first_col, last_col = s // height, (e - 1) // height
-        if np.array_equal(first_col, last_col):
-            top, bottom = int((s % height).min()), int(((e - 1) % height).max()) + 1
-        else:  # a run spanning columns covers the bottom of one and the top of the next
-            top, bottom = 0, height
-        encoded[i] = EncodedMask(
-            rle=Rle(size=(height, width), counts=rle["counts"].decode("ascii")),
-            box=(float(first_col[0]), float(top), float(last_col[-1] + 1), float(bottom)),
-            area=int((e - s).sum()),
+    first_run = bounds[filled] // 2  # each slot's runs: first_run[j] .. next slot's first run
+    # COCO counts: the gap before each run and the run itself, alternating; each mask restarts at 0.
+    gaps = np.diff(edges, prepend=0)
+    gaps[bounds[filled]] = edges[bounds[filled]]
+    tails = height * width - edges[bounds[filled + 1] - 1]
+    areas = np.add.reduceat(ends - starts, first_run)
+    first_col, last_col = starts // height, (ends - 1) // height
+    x0, x1 = first_col[first_run], last_col[bounds[filled + 1] // 2 - 1] + 1
+    top = np.minimum.reduceat(starts % height, first_run)
+    bottom = np.maximum.reduceat((ends - 1) % height, first_run) + 1
+    spans = np.add.reduceat((first_col != last_col).astype(np.int64), first_run) > 0
+    top[spans], bottom[spans] = 0, height  # a run spanning columns covers a column's bottom and the next's top
+    gap_list = gaps.tolist()
+    objects = [
+        {"size": [height, width], "counts": gap_list[a:b] + ([tail] if tail else [])}
+        for a, b, tail in zip(bounds[filled].tolist(), bounds[filled + 1].tolist(), tails.tolist(), strict=True)
+    ]
+    rles = coco_mask.frPyObjects(objects, height, width)
+    out: list[EncodedMask | None] = [None] * n_slots
+    for j, slot in enumerate(filled.tolist()):
+        out[slot] = EncodedMask(
+            rle=Rle(size=(height, width), counts=rles[j]["counts"].decode("ascii")),
+            box=(float(x0[j]), float(top[j]), float(x1[j]), float(bottom[j])),
+            area=int(areas[j]),
         )
-    return [encoded.get(i) for i in order]
+    return out
 
 
 def encode_mask(logits: np.ndarray, image_size: tuple[int, int], mask_threshold: float) -> EncodedMask | None:

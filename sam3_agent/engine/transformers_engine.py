@@ -297,6 +297,66 @@ class Sam3Engine:
             for prompt, (logits, presence, _boxes, masks) in zip(prompts, self._run(image, prompts), strict=True)
         ]
 
+    def segment_batch(
+        self, requests: Sequence[tuple[Image.Image, Sequence[Prompt], Thresholds | None]]
+    ) -> list[list[list[Instance]]]:
+        """``segment`` for several (image, prompts, thresholds) requests at once, in as few passes as possible.
+
+        For a server gathering the prompts of many clients. Prompts of different images share a forward pass:
+        each prompt's own image features are stacked along the batch dimension (a chunk of one image only is
+        expanded, not copied). The backbone runs at most once per distinct image, not at all for cached ones.
+        Text-only prompts of every image go together; prompts with exemplar boxes go together per image size
+        (their boxes are normalised by it); at most ``max_batch`` prompts per pass.
+
+        Returns:
+            Per request, what ``segment(image, prompts, thresholds)`` returns for it.
+
+        Raises:
+            ImageError, PromptError: as ``segment``, for the first bad request (nothing runs then).
+        """
+        jobs = [(_check_image(im), list(prompts), thresholds or Thresholds()) for im, prompts, thresholds in requests]
+        for image, prompts, _ in jobs:
+            for box in (box for prompt in prompts for box in prompt.boxes):
+                box.check_inside(image.width, image.height)
+        outputs: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        with self._lock:
+            by_digest: dict[str, _Features] = {}
+            features: list[_Features] = []
+            for image, _, _ in jobs:
+                digest = image_digest(image)
+                if digest not in by_digest:
+                    by_digest[digest] = self._features(image, digest)
+                features.append(by_digest[digest])
+            groups: dict[tuple[int, int] | None, list[tuple[int, int]]] = {}
+            for r, (_, prompts, _) in enumerate(jobs):
+                for p, prompt in enumerate(prompts):
+                    groups.setdefault(features[r].image_size if prompt.boxes else None, []).append((r, p))
+            for members in groups.values():
+                for start in range(0, len(members), self.max_batch):
+                    chunk = members[start : start + self.max_batch]
+                    parts = [features[r] for r, _ in chunk]
+                    stacked = parts[0]
+                    if any(f is not stacked for f in parts):  # several images: concatenate per-prompt features
+                        vision = Sam3VisionEncoderOutput(
+                            fpn_hidden_states=tuple(
+                                map(torch.cat, zip(*(f.vision.fpn_hidden_states for f in parts), strict=True))
+                            ),
+                            fpn_position_encoding=tuple(
+                                map(torch.cat, zip(*(f.vision.fpn_position_encoding for f in parts), strict=True))
+                            ),
+                        )
+                        stacked = _Features(vision=vision, image_size=stacked.image_size)
+                    out = self._forward(stacked, [jobs[r][1][p] for r, p in chunk])
+                    for j, key in enumerate(chunk):
+                        outputs[key] = (out.pred_logits[j], out.presence_logits[j], out.pred_masks[j])
+        return [
+            [
+                instances_from_outputs(*outputs[(r, p)], (image.height, image.width), thresholds, prompt.label)
+                for p, prompt in enumerate(prompts)
+            ]
+            for r, (image, prompts, thresholds) in enumerate(jobs)
+        ]
+
     def _run(self, image: Image.Image, prompts: Sequence[Prompt]) -> list[tuple[torch.Tensor, ...]]:
         """Per prompt: (pred_logits (Q,), presence_logits (1,), pred_boxes (Q, 4), pred_masks (Q, h, w))."""
         _check_image(image)
