@@ -21,9 +21,10 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 from typer.testing import CliRunner
 
+from sam3_agent.agent.tools import json_schema
 from sam3_agent.cli import app
 from sam3_agent.integrations import mcp_server
-from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs, json_schema
+from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.mcp_server import build_server
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult

@@ -92,7 +92,7 @@ class Tool(Generic[ArgsT]):
 
     def spec(self) -> ToolSpec:
         """The tool as offered to the model; ``parameters`` is the JSON Schema of ``args_model``."""
-        return ToolSpec(name=self.name, description=self.description, parameters=_clean_schema(self.args_model))
+        return ToolSpec(name=self.name, description=self.description, parameters=json_schema(self.args_model))
 
     def __call__(self, ctx: ToolContext, arguments: Mapping[str, Any]) -> ToolResult:
         """Validate ``arguments`` and run; model-facing failures come back as error results."""
@@ -168,7 +168,7 @@ def id_list(instances: list[Instance] | tuple[Instance, ...]) -> str:
     return ", ".join(f"#{inst.id}" for inst in instances) or "none"
 
 
-def _clean_schema(model: type[BaseModel]) -> dict[str, Any]:
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON Schema without pydantic's auto-generated ``title`` strings (noise for the LLM)."""
 
     def strip(node: Any) -> Any:

@@ -8,7 +8,7 @@ corner exclusive). Descriptions are written for the calling model.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -115,16 +115,3 @@ class AskArgs(_Args):
 
     image: ImageRef
     question: Question
-
-
-def json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schema of an argument model, without pydantic's generated ``title`` strings."""
-
-    def strip(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
-        if isinstance(node, list):
-            return [strip(v) for v in node]
-        return node
-
-    return strip(model.model_json_schema())

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from sam3_agent.agent.messages import ToolSpec
-from sam3_agent.agent.tools import ToolError, parse_arguments
+from sam3_agent.agent.tools import ToolError, json_schema, parse_arguments
 from sam3_agent.errors import ImageError, PromptError
 from sam3_agent.integrations.args import (
     ASK_DESCRIPTION,
@@ -34,7 +34,6 @@ from sam3_agent.integrations.args import (
     AskArgs,
     CountArgs,
     SegmentArgs,
-    json_schema,
 )
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import Outcome, Sam3Service
