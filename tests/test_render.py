@@ -279,3 +279,61 @@ def test_mask_png_round_trip() -> None:
     assert set(np.unique(values)) == {0, 255}
     assert ((values == 255) == mask).all()
     assert rle_encode(values > 127) == rle_encode(mask)
+
+
+# --- undecoded instances: crops decoded from the RLEs give the same pictures --------------------------------
+
+
+def _fresh(instances: list[Instance]) -> list[Instance]:
+    """The same instances, rebuilt so that none has its full mask decoded yet."""
+    return [Instance(**inst.model_dump()) for inst in instances]
+
+
+def _varied_instances() -> list[Instance]:
+    rng = np.random.default_rng(5)
+    masks = [
+        rect(0, H, 0, W),  # the whole image
+        rect(0, 1, 0, 1),  # top-left pixel
+        rect(H - 1, H, W - 1, W),  # bottom-right pixel
+        rect(0, H, W - 3, W),  # right border strip
+        disk(0, 80, 30),  # cut by the top border
+        ring(),
+        u_shape(),
+        rng.random((H, W)) < 0.05,  # scattered pixels: the bounding box is nearly the image
+        disk(100, 20, 12) | rect(5, 9, 100, 150),  # two parts
+        np.zeros((H, W), bool),  # empty: skipped
+    ]
+    return [make_instance(mask, id=i) for i, mask in enumerate(masks)]
+
+
+@pytest.mark.parametrize("outline", [True, False])
+def test_overlay_of_undecoded_instances_equals_the_decoded_one(image: Image.Image, outline: bool) -> None:
+    decoded = _varied_instances()
+    for inst in decoded:
+        assert inst.mask.shape == (H, W)  # decode and cache
+    fresh = _fresh(decoded)
+    assert not any("mask" in inst.__dict__ for inst in fresh)
+    expected = np.asarray(render_overlay(image, decoded, outline=outline))
+    mixed = [inst if k % 2 else decoded[k] for k, inst in enumerate(fresh)]  # some decoded, some not
+    np.testing.assert_array_equal(np.asarray(render_overlay(image, fresh, outline=outline)), expected)
+    np.testing.assert_array_equal(np.asarray(render_overlay(image, mixed, outline=outline)), expected)
+    assert not any("mask" in inst.__dict__ for inst in fresh)  # rendering decoded no full mask
+
+
+def test_zoom_crop_of_an_undecoded_instance_equals_the_decoded_one(image: Image.Image) -> None:
+    for decoded, fresh in zip(_varied_instances()[:-1], _fresh(_varied_instances()[:-1]), strict=True):
+        assert decoded.mask.any()
+        expected = np.asarray(zoom_crop(image, decoded, pad=0.3))
+        np.testing.assert_array_equal(np.asarray(zoom_crop(image, fresh, pad=0.3)), expected)
+        assert "mask" not in fresh.__dict__
+
+
+def test_overlay_of_more_than_255_undecoded_instances() -> None:
+    shape = (60, 400)
+    masks = [rect(r * 6, r * 6 + 5, c * 10, c * 10 + 9, shape) for r in range(10) for c in range(40)][:300]
+    decoded = [make_instance(m, id=i) for i, m in enumerate(masks)]
+    for inst in decoded:
+        assert inst.mask.shape == shape  # decode and cache
+    gray = Image.new("RGB", (400, 60), (128, 128, 128))
+    expected = np.asarray(render_overlay(gray, decoded))
+    np.testing.assert_array_equal(np.asarray(render_overlay(gray, _fresh(decoded))), expected)

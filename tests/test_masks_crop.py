@@ -1,0 +1,185 @@
+"""Run lengths and crop decoding of COCO RLE strings in numpy, checked against pycocotools' full decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sam3_agent.masks import rle_counts, rle_decode, rle_decode_crop, rle_decode_crops, rle_encode
+from sam3_agent.schema import Rle
+
+
+def runs_of(mask: np.ndarray) -> list[int]:
+    """Reference run lengths of a mask: column-major, background first (the first run may be 0 long)."""
+    flat = mask.ravel(order="F").astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate(([0], changes, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    return [0, *runs] if flat.size and flat[0] else runs
+
+
+def expected_crop(rle: Rle, box: tuple[int, int, int, int]) -> np.ndarray:
+    """pycocotools' full decode, sliced with the box clipped to the mask."""
+    height, width = rle.size
+    x0, y0, x1, y1 = box
+    full = rle_decode(rle)
+    return full[min(max(y0, 0), height) : max(y1, 0), min(max(x0, 0), width) : max(x1, 0)]
+
+
+def random_box(rng: np.random.Generator, height: int, width: int) -> tuple[int, int, int, int]:
+    """Boxes inside, across and beyond the mask, possibly empty or inverted."""
+    x0, x1 = sorted(int(v) for v in rng.integers(-3, width + 4, 2))
+    y0, y1 = sorted(int(v) for v in rng.integers(-3, height + 4, 2))
+    return (x1, y0, x0, y1) if rng.random() < 0.05 else (x0, y0, x1, y1)
+
+
+def random_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    kind = rng.integers(4)
+    if kind == 0:  # salt and pepper at any density
+        return rng.random((height, width)) < rng.random()
+    mask = np.zeros((height, width), bool)
+    if kind == 1:  # a rectangle, often touching the borders
+        y0, y1 = sorted(rng.integers(0, height + 1, 2))
+        x0, x1 = sorted(rng.integers(0, width + 1, 2))
+        mask[y0:y1, x0:x1] = True
+    elif kind == 2:  # a disc, clipped by the borders
+        ys, xs = np.mgrid[:height, :width]
+        cy, cx, r = rng.uniform(-2, height + 2), rng.uniform(-2, width + 2), rng.uniform(0.5, max(height, width))
+        mask = (ys - cy) ** 2 + (xs - cx) ** 2 <= r * r
+    else:  # a few separate pixels
+        mask[rng.integers(0, height, 3), rng.integers(0, width, 3)] = True
+    return mask
+
+
+SPECIAL = {
+    "empty": np.zeros((7, 9), bool),
+    "full": np.ones((7, 9), bool),
+    "1x1 off": np.zeros((1, 1), bool),
+    "1x1 on": np.ones((1, 1), bool),
+    "one row": np.array([[0, 1, 1, 0, 1, 1, 1]], bool),
+    "one column": np.array([[1], [1], [0], [1]], bool),
+    "top-left pixel": np.pad(np.ones((1, 1), bool), ((0, 6), (0, 8))),
+    "bottom-right pixel": np.pad(np.ones((1, 1), bool), ((6, 0), (8, 0))),
+    "left column": np.pad(np.ones((7, 1), bool), ((0, 0), (0, 8))),
+    "bottom row": np.pad(np.ones((1, 9), bool), ((6, 0), (0, 0))),
+    "frame": np.pad(np.zeros((5, 7), bool), 1, constant_values=True),
+    "checkerboard": (np.indices((11, 13)).sum(axis=0) % 2).astype(bool),
+}
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_counts_of_special_masks(name: str) -> None:
+    mask = SPECIAL[name]
+    assert rle_counts(rle_encode(mask)).tolist() == runs_of(mask)
+
+
+def test_counts_of_random_masks_match_the_full_decode() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        height, width = (int(v) for v in rng.integers(1, 60, 2))
+        rle = rle_encode(random_mask(rng, height, width))
+        counts = rle_counts(rle)
+        assert counts.dtype == np.int64
+        assert counts.tolist() == runs_of(rle_decode(rle))
+
+
+def test_counts_with_multi_chunk_values_and_negative_deltas() -> None:
+    mask = np.zeros((1008, 1008), bool)
+    mask[1007, 1007] = True  # a first run of 1008 * 1008 - 1 pixels: five 5-bit chunks
+    assert rle_counts(rle_encode(mask)).tolist() == [1008 * 1008 - 1, 1]
+    mask = np.zeros((40, 3), bool)
+    mask[0:30, 0] = True  # runs 0, 30, 20, 2, 28, 1, 39: the 4th and 6th are shorter than two before
+    mask[10:12, 1] = True
+    mask[0, 2] = True
+    rle = rle_encode(mask)
+    assert rle_counts(rle).tolist() == [0, 30, 20, 2, 28, 1, 39]
+    assert rle_counts(rle).tolist() == runs_of(mask)
+
+
+def test_hand_encoded_string() -> None:
+    # 6, 3, 4 stored as themselves; the 4th run 1 as 1 - 3 = -2, one chunk 0b11110 ('N'); the 5th run 50 as
+    # 50 - 4 = 46 = 0b1_01110: low chunk 14 with the 0x20 "more" bit (14 + 32 + 48 = '^'), then 1 ('1').
+    rle = Rle(size=(8, 8), counts="634N^1")
+    assert rle_counts(rle).tolist() == [6, 3, 4, 1, 50]
+    assert rle_decode(rle).ravel(order="F").tolist() == [0] * 6 + [1] * 3 + [0] * 4 + [1] + [0] * 50
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [("", "empty"), ("6 3", "'0'..'o'"), ("6\x7f", "'0'..'o'"), ("6^", "middle of a value"), ("o" * 13 + "1", "12")],
+)
+def test_malformed_strings_are_rejected(counts: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rle_counts(Rle(size=(8, 8), counts=counts))
+
+
+def test_crop_rejects_runs_that_do_not_cover_the_mask() -> None:
+    with pytest.raises(ValueError, match="cover height x width"):
+        rle_decode_crop(Rle(size=(8, 8), counts="63"), (0, 0, 8, 8))  # 9 of 64 pixels
+    with pytest.raises(ValueError, match="cover height x width"):
+        rle_decode_crop(Rle(size=(2, 2), counts="2N2"), (0, 0, 2, 2))  # a negative run
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_crops_of_special_masks(name: str) -> None:
+    rle = rle_encode(SPECIAL[name])
+    height, width = rle.size
+    boxes = [(0, 0, width, height), (-5, -5, width + 5, height + 5), (1, 1, width - 1, height - 1)]
+    boxes += [(x, y, x + 1, y + 1) for x in range(width) for y in range(height)]
+    boxes += [(0, 0, 0, height), (2, 3, 2, 3), (width, height, width + 2, height + 2), (-3, -3, -1, -1)]
+    for box in boxes:
+        crop = rle_decode_crop(rle, box)
+        np.testing.assert_array_equal(crop, expected_crop(rle, box), err_msg=f"{name} {box}")
+
+
+def test_crops_of_random_masks_match_the_full_decode() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        height, width = (int(v) for v in rng.integers(1, 50, 2))
+        rle = rle_encode(random_mask(rng, height, width))
+        for box in [random_box(rng, height, width) for _ in range(4)]:
+            crop = rle_decode_crop(rle, box)
+            expected = expected_crop(rle, box)
+            assert crop.dtype == bool and crop.flags.c_contiguous
+            assert crop.shape == expected.shape, box
+            np.testing.assert_array_equal(crop, expected, err_msg=str(box))
+
+
+def test_bounding_box_crops_on_a_large_image() -> None:
+    rng = np.random.default_rng(2)
+    height, width = 301, 257
+    masks = [random_mask(rng, height, width) for _ in range(12)]
+    masks.append(np.zeros((height, width), bool))
+    for mask in masks:
+        rle = rle_encode(mask)
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if len(rows):
+            box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+            np.testing.assert_array_equal(rle_decode_crop(rle, box), mask[box[1] : box[3], box[0] : box[2]])
+            grown = (box[0] - 9, box[1] - 9, box[2] + 9, box[3] + 9)  # larger than the mask's own box
+            np.testing.assert_array_equal(rle_decode_crop(rle, grown), expected_crop(rle, grown))
+        np.testing.assert_array_equal(rle_decode_crop(rle, (0, 0, width, height)), mask)
+
+
+def test_many_crops_in_one_call_equal_one_by_one() -> None:
+    rng = np.random.default_rng(3)
+    rles, boxes = [], []
+    for _ in range(60):
+        height, width = (int(v) for v in rng.integers(1, 40, 2))
+        rles.append(rle_encode(random_mask(rng, height, width)))
+        boxes.append(random_box(rng, height, width))
+    crops = rle_decode_crops(rles, boxes)
+    assert len(crops) == len(rles)
+    for rle, box, crop in zip(rles, boxes, crops, strict=True):
+        np.testing.assert_array_equal(crop, rle_decode_crop(rle, box))
+        np.testing.assert_array_equal(crop, expected_crop(rle, box))
+    assert rle_decode_crops([], []) == []
+    with pytest.raises(ValueError, match="one box per RLE"):
+        rle_decode_crops(rles[:2], boxes[:1])
+
+
+def test_zero_sized_masks() -> None:
+    for shape in [(0, 5), (5, 0), (0, 0)]:
+        rle = rle_encode(np.zeros(shape, bool))
+        assert rle_counts(rle).tolist() == [0]
+        assert rle_decode_crop(rle, (0, 0, 5, 5)).shape == shape
