@@ -8,8 +8,9 @@ column-major, ``counts`` as a str) of shape (height, width) of the original imag
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -71,6 +72,13 @@ class Instance(_Frozen):
         from sam3_agent.masks import rle_decode
 
         return rle_decode(self.rle)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Instance:
+        """Copy with ``update``; a new ``rle`` drops the cached decoded mask so it is decoded afresh."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update and "rle" in update:
+            copy.__dict__.pop("mask", None)
+        return copy
 
     @property
     def center(self) -> tuple[float, float]:

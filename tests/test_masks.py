@@ -133,3 +133,13 @@ def test_overlaps_and_nms_handle_more_than_255_masks() -> None:
     assert np.allclose(np.diag(mask_iom(rles, rles)), 1.0)
     instances = [inst(m, 0.5 + i / 1000, i) for i, m in enumerate(masks)]
     assert len(nms(instances, 0.5)) == 300
+
+
+def test_model_copy_with_new_rle_drops_the_cached_mask() -> None:
+    first = inst(rect(6, 8, 1, 1, 3, 5), 0.5)
+    assert first.mask.sum() == 8
+    other = rect(6, 8, 0, 0, 2, 2)
+    moved = first.model_copy(update={"rle": rle_encode(other), "area": 4})
+    np.testing.assert_array_equal(moved.mask, other)
+    renumbered = first.model_copy(update={"id": 3})
+    assert renumbered.mask is first.mask  # same masks: the cache may be shared
