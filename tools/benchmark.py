@@ -1,6 +1,6 @@
 """Benchmark the SAM 3 engine on a mid-size random SAM 3 (real classes, real 1008x1008 input geometry).
 
-    python tools/benchmark.py [--repeats 3] [--post-repeats 15] [--checkpoint DIR]
+    python tools/benchmark.py [--repeats 3] [--post-repeats 15] [--checkpoint DIR] [--profile-batch]
 
 Figures, each with its target:
   (a) an agent-style query, 4 segmentation / refinement calls on one image, with the backbone-feature
@@ -15,6 +15,7 @@ model; the measured fraction is printed. Weights are random: speed, not quality,
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import tempfile
@@ -157,6 +158,54 @@ def bench_batching(engine, image, repeats: int) -> bool:
     return report("(b) 4 phrases, sequential / batched", f"{sequential / batched:.2f}x", sequential > batched, "> 1x")
 
 
+def profile_batching(engine, image, repeats: int) -> None:
+    """Print where the prompt phase spends its time: 4 phrases in one pass vs 4 single-prompt passes.
+
+    Per-module wall times from forward hooks on the engine's model (median over ``repeats``); the engine's
+    own sharing of prompt-free work (first encoder self-attention, first decoder layer's box bias) included.
+    """
+    from sam3_agent.schema import Prompt
+
+    model = engine.model
+    parts = {"text encoder": model.text_encoder, "DETR encoder": model.detr_encoder, "DETR decoder": model.detr_decoder}
+    for i, layer in enumerate(model.detr_encoder.layers):
+        parts[f"  encoder layer {i} self-attention"] = layer.self_attn
+    for i, layer in enumerate(model.detr_decoder.layers):  # outside them: mostly the box position bias
+        parts[f"  decoder layer {i}"] = layer
+    parts["mask decoder"] = model.mask_decoder
+    parts["  pixel decoder (FPN)"] = model.mask_decoder.pixel_decoder
+    spent: dict[str, float] = collections.defaultdict(float)
+    started: dict[str, float] = {}
+    handles = []
+    for name, module in parts.items():
+        handles.append(
+            module.register_forward_pre_hook(lambda m, a, n=name: started.__setitem__(n, time.perf_counter()))
+        )
+        handles.append(
+            module.register_forward_hook(
+                lambda m, a, o, n=name: spent.__setitem__(n, spent[n] + time.perf_counter() - started[n])
+            )
+        )
+    prompts = [Prompt(text=t) for t in ("cup", "laptop", "person", "red hat")]
+    runs: dict[int, list[dict[str, float]]] = {4: [], 1: []}
+    try:
+        for _ in range(repeats):
+            for size, samples in runs.items():
+                engine.max_batch = size
+                spent.clear()
+                start = time.perf_counter()
+                engine.segment(image, prompts)
+                samples.append({**spent, "whole segment call": time.perf_counter() - start})
+    finally:
+        engine.max_batch = 16
+        for handle in handles:
+            handle.remove()
+    print(f"  {'prompt phase part (seconds, median)':<40} {'1 pass of 4':>12} {'4 passes':>10}")
+    for name in [*parts, "whole segment call"]:
+        batched, single = (statistics.median(s.get(name, 0.0) for s in runs[size]) for size in (4, 1))
+        print(f"  {name:<40} {batched:>12.3f} {single:>10.3f}")
+
+
 def bench_postprocess(repeats: int) -> bool:
     from sam3_agent.engine.transformers_engine import instances_from_outputs
     from sam3_agent.render import render_overlay
@@ -211,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=None, help="an existing mid checkpoint directory")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--only-post", action="store_true", help="run (c) only (no model)")
+    parser.add_argument("--profile-batch", action="store_true", help="also print (b)'s per-module time breakdown")
     args = parser.parse_args(argv)
 
     results = []
@@ -239,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         print(" (real SAM 3: about 85%)")
         results.append(bench_agent(engine, image, args.repeats))
         results.append(bench_batching(engine, image, args.repeats))
+        if args.profile_batch:
+            profile_batching(engine, image, args.repeats)
     results.append(bench_postprocess(args.post_repeats))
     print("all targets met" if all(results) else "some targets missed")
     return 0 if all(results) else 1

@@ -3,12 +3,13 @@
 Two phases, as in segment-anything's predictor: ``encode_image`` runs the vision backbone (about 85% of
 SAM 3's compute) once per image content and caches its features (LRU keyed by a pixel digest);
 ``segment`` runs prompts on the cached features, several prompts in one forward pass (the features are
-expanded to batch k, not copied). Repeated phrases and exemplar refinements on one image therefore never
-re-run the backbone; ``backbone_calls``, ``cache_hits`` and ``cache_misses`` count that.
+expanded to batch k, not copied; work that reads no prompt runs once per pass, see ``PromptFreeSharing``).
+Repeated phrases and exemplar refinements on one image therefore never re-run the backbone;
+``backbone_calls``, ``cache_hits`` and ``cache_misses`` count that.
 
 Conventions: images are PIL images as displayed (already EXIF-transposed: ``sam3_agent.images.load_image``);
 exemplar boxes are XYXY pixels of that image; instances come back in its pixel coordinates.
-This module, ``checkpoint`` and ``tiny`` are the only ones importing torch / transformers.
+This module, ``prompt_sharing``, ``checkpoint`` and ``tiny`` are the only ones importing torch / transformers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from transformers.models.sam3.modeling_sam3 import Sam3ImageSegmentationOutput, 
 from sam3_agent.engine.checkpoint import load_sam3, resolve_checkpoint
 from sam3_agent.engine.feature_cache import FeatureCache, image_digest
 from sam3_agent.engine.postprocess import instances_from_logits
+from sam3_agent.engine.prompt_sharing import PromptFreeSharing
 from sam3_agent.errors import ConfigError, ImageError
 from sam3_agent.schema import Instance, Prompt, Thresholds
 
@@ -179,6 +182,7 @@ class Sam3Engine:
         self._lock = threading.RLock()
         self._model: Sam3Model | None = None
         self._processor: Sam3Processor | None = None
+        self._sharing: PromptFreeSharing | None = None
 
     # -- loading ---------------------------------------------------------------------------------------
 
@@ -191,6 +195,7 @@ class Sam3Engine:
         with self._lock:
             if self._model is None or self._processor is None:
                 self._model, self._processor, _ = load_sam3(self.checkpoint, device=self.device, dtype=self.dtype)
+                self._sharing = PromptFreeSharing(self._model)
                 log.info("loaded SAM 3 from %s on %s (%s)", self.checkpoint, self.device, self.dtype)
             return self._model, self._processor
 
@@ -403,11 +408,13 @@ class Sam3Engine:
             boxes, labels = box_prompt_tensors(prompts, width, height)
             inputs["input_boxes"] = boxes.to(self.device, self.dtype)
             inputs["input_boxes_labels"] = labels.to(self.device)
+        one_image = features.vision.fpn_hidden_states[0].shape[0] == 1  # else stacked per prompt (segment_batch)
         vision = Sam3VisionEncoderOutput(
             fpn_hidden_states=tuple(t.expand(k, *t.shape[1:]) for t in features.vision.fpn_hidden_states),
             fpn_position_encoding=tuple(t.expand(k, *t.shape[1:]) for t in features.vision.fpn_position_encoding),
         )
-        with torch.inference_mode():
+        sharing = self._sharing.engine_pass(k, one_image=one_image) if self._sharing else nullcontext()
+        with sharing, torch.inference_mode():
             return model(vision_embeds=vision, **inputs)
 
 
