@@ -202,6 +202,9 @@ app.command("eval")(eval_command)
 from sam3_agent.demo.command import demo as demo_command  # noqa: E402
 
 app.command("demo")(demo_command)
+from sam3_agent.server.command import serve as serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
 
 
 def main() -> None:  # pragma: no cover - console entry
