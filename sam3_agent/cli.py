@@ -15,7 +15,7 @@ from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentErr
 from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds, TraceStep
 
 if TYPE_CHECKING:
-    from sam3_agent.engine.transformers_engine import Sam3Engine
+    from sam3_agent.engine.protocol import Segmenter
 
 app = typer.Typer(
     name="sam3-agent",
@@ -38,6 +38,12 @@ DeviceOpt = Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cu
 DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. Default: bf16 on CUDA, fp32 on CPU.")]
 ScoreOpt = Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0, help="Keep instances scoring >= this.")]
 MaskOpt = Annotated[float, typer.Option("--mask-threshold", min=0.0, max=1.0, help="Mask pixel probability cut.")]
+ServerOpt = Annotated[
+    str | None, typer.Option(help="Use a running `sam3-agent serve` at this URL instead of loading SAM 3 here.")
+]
+TokenOpt = Annotated[
+    str | None, typer.Option(help="Bearer token of the server. Default: $SAM3_AGENT_SERVER_TOKEN.", show_default=False)
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder. Default: outputs/<image name>.")]
 
 
@@ -58,13 +64,14 @@ def _default_out(image: str) -> Path:
     return Path("outputs") / (stem or "image")
 
 
-def _load_engine(checkpoint: str | None, device: str | None, dtype: str | None) -> Sam3Engine:
-    from sam3_agent.engine.transformers_engine import Sam3Engine
+def _load_segmenter(
+    checkpoint: str | None, server: str | None, token: str | None, device: str | None, dtype: str | None
+) -> Segmenter:
+    """The in-process SAM 3 engine, loaded, or the client of a segmentation server, checked."""
+    from sam3_agent.server.client import make_segmenter
 
-    engine = Sam3Engine(checkpoint, device=device, dtype=dtype)
-    with console.status("Loading SAM 3 …", spinner="dots"):
-        engine.load()
-    return engine
+    with console.status(f"Connecting to {server} …" if server else "Loading SAM 3 …", spinner="dots"):
+        return make_segmenter(checkpoint, server, token, device, dtype)
 
 
 def _instances_table(instances: list[Instance], title: str) -> Table:
@@ -106,6 +113,8 @@ def ask(
     mask_threshold: MaskOpt = 0.5,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     out_dir: OutOpt = None,
 ) -> None:
     """Ask a question about an image; print the answer and count, write overlay.png and answer.json."""
@@ -121,9 +130,9 @@ def ask(
         overrides = {"base_url": llm_base_url, "model": llm_model, "api_key": llm_api_key, "tool_mode": tool_mode}
         settings = LLMSettings.from_env(**{k: v for k, v in overrides.items() if v is not None})
         pil = load_image(image)
-        engine = _load_engine(checkpoint, device, dtype)
+        segmenter = _load_segmenter(checkpoint, server, token, device, dtype)
         agent = Sam3Agent(
-            engine,
+            segmenter,
             OpenAIChatModel(settings),
             thresholds=Thresholds(score=score_threshold, mask=mask_threshold),
             max_turns=max_turns,
@@ -156,6 +165,8 @@ def segment(
     ] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     out_dir: OutOpt = None,
 ) -> None:
     """Run SAM 3 alone (no LLM): every instance of each phrase, optionally guided by exemplar boxes."""
@@ -172,10 +183,10 @@ def segment(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     try:
         pil = load_image(image)
-        engine = _load_engine(checkpoint, device, dtype)
+        segmenter = _load_segmenter(checkpoint, server, token, device, dtype)
         thresholds = Thresholds(score=score_threshold, mask=mask_threshold, nms_iom=nms)
         with console.status("Segmenting …", spinner="dots"):
-            per_prompt = engine.segment(pil, prompts, thresholds)
+            per_prompt = segmenter.segment(pil, prompts, thresholds)
         instances = [inst for group in per_prompt for inst in group]
         instances = [inst.model_copy(update={"id": i}) for i, inst in enumerate(instances)]
         record = SegmentationRecord(

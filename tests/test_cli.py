@@ -158,3 +158,37 @@ def test_console_script_is_installed() -> None:
 def _parts(message: dict) -> list[dict]:
     content = message.get("content")
     return content if isinstance(content, list) else []
+
+
+def test_segment_and_ask_through_a_segmentation_server(engine, photo: Path, tmp_path: Path) -> None:
+    from sam3_agent.server.api import create_app
+    from sam3_agent.server.runner import BackgroundServer
+    from sam3_agent.server.settings import ServerSettings
+
+    def run(*args: str):
+        return runner.invoke(app, ["segment", str(photo), "cup", "--score-threshold", "0", *args])
+
+    with BackgroundServer(create_app(engine, ServerSettings(token="s3cret"))) as server:
+        local = run("--checkpoint", engine.checkpoint, "--out", str(tmp_path / "local"))
+        remote = run("--server", server.base_url, "--token", "s3cret", "--out", str(tmp_path / "remote"))
+        refused = run("--server", server.base_url, "--token", "wrong")
+        mixed = run("--server", server.base_url, "--checkpoint", "x")
+        turns = [
+            tool_call_turn("segment_phrases", {"phrases": ["cup"]}),
+            tool_call_turn("final_answer", {"ids": [1], "text": "A cup.", "count": 1}),
+        ]
+        with ReplayServer(turns) as llm:
+            asked = runner.invoke(
+                app,
+                ["ask", str(photo), "how many cups?", "--server", server.base_url, "--token", "s3cret"]
+                + ["--llm-base-url", llm.base_url, "--llm-model", "m", "--score-threshold", "0"]
+                + ["--out", str(tmp_path / "ask")],
+            )
+    assert local.exit_code == 0, local.output
+    assert remote.exit_code == 0, remote.output
+    records = [json.loads((tmp_path / d / "segmentation.json").read_text()) for d in ("local", "remote")]
+    assert records[0]["instances"] and records[0]["instances"] == records[1]["instances"]
+    assert refused.exit_code == 2 and "token" in refused.output.lower(), refused.output
+    assert mixed.exit_code == 2 and "--checkpoint" in mixed.output
+    assert asked.exit_code == 0, asked.output
+    assert json.loads((tmp_path / "ask" / "answer.json").read_text())["count"] == 1
