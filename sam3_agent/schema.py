@@ -73,6 +73,15 @@ class Instance(_Frozen):
 
         return rle_decode(self.rle)
 
+    def __eq__(self, other: object) -> bool:
+        # Compare fields only: pydantic's default compares __dict__, which may hold the cached mask array.
+        if not isinstance(other, Instance):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in type(self).model_fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, name) for name in type(self).model_fields))
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Instance:
         """Copy with ``update``; a new ``rle`` drops the cached decoded mask so it is decoded afresh."""
         copy = super().model_copy(update=update, deep=deep)

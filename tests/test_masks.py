@@ -143,3 +143,12 @@ def test_model_copy_with_new_rle_drops_the_cached_mask() -> None:
     np.testing.assert_array_equal(moved.mask, other)
     renumbered = first.model_copy(update={"id": 3})
     assert renumbered.mask is first.mask  # same masks: the cache may be shared
+
+
+def test_instances_compare_by_fields_even_with_decoded_masks() -> None:
+    a = inst(rect(6, 8, 1, 1, 3, 5), 0.5)
+    b = Instance(**a.model_dump())
+    assert a.mask.any() and b.mask.any()  # both decoded and cached
+    assert a == b
+    assert a != b.model_copy(update={"score": 0.6})
+    assert hash(a) == hash(b)
