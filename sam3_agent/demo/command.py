@@ -25,6 +25,12 @@ def demo(
     ] = None,
     device: Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cpu. Default: CUDA if present.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. Default: bf16 on CUDA.")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Segmentation server URL (sam3-agent serve): run SAM 3 there, not here.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="The segmentation server's token. Default: $SAM3_AGENT_SERVER_TOKEN.")
+    ] = None,
     llm_base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
     ] = None,
@@ -69,11 +75,10 @@ def demo(
         console.print(f"[bold red]error:[/] invalid setting: {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     try:
-        from sam3_agent.engine.transformers_engine import Sam3Engine
+        from sam3_agent.server.client import RemoteSegmenter, make_segmenter
 
-        engine = Sam3Engine(checkpoint, device=device, dtype=dtype, cache_size=cache_size)
-        with console.status("Loading SAM 3 …", spinner="dots"):
-            engine.load()
+        with console.status("Connecting to the segmentation server …" if server else "Loading SAM 3 …", spinner="dots"):
+            segmenter = make_segmenter(checkpoint, server, token, device, dtype, cache_size=cache_size)
     except Sam3AgentError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError | PromptError) else EXIT_FAILURE
@@ -81,9 +86,13 @@ def demo(
     from sam3_agent.demo.app import build_demo, launch_demo
 
     mode = f"agent with {config.llm_model}" if config.llm_model else "segment-only (no --llm-model given)"
-    console.print(f"SAM 3 loaded on {engine.device}; the page starts in {mode} mode.")
+    if isinstance(segmenter, RemoteSegmenter):
+        where = f"SAM 3 runs on the segmentation server {segmenter.base_url}"
+    else:
+        where = f"SAM 3 loaded on {getattr(segmenter, 'device', 'this machine')}"
+    console.print(f"{where}; the page starts in {mode} mode.", highlight=False)
     launch_demo(
-        build_demo(engine, config),
+        build_demo(segmenter, config),
         host=host,
         port=port,
         share=share,

@@ -54,6 +54,12 @@ def evaluate(
     checkpoint: Annotated[str | None, typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch device (default CUDA if present).")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Segmentation server URL (sam3-agent serve): run SAM 3 there, not here.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="The segmentation server's token. Default: $SAM3_AGENT_SERVER_TOKEN.")
+    ] = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model at the endpoint.")] = None,
     llm_api_key: Annotated[str | None, typer.Option(help="API key.")] = None,
@@ -87,8 +93,8 @@ def evaluate(
     try:
         spec = _spec(
             choice, predictor=predictor, engine=engine, checkpoint=checkpoint, device=device, dtype=dtype,
-            baseline_mode=baseline_mode, max_turns=max_turns, score=score_threshold, mask=mask_threshold,
-            llm_flags=llm_flags,
+            server=server, token=token, baseline_mode=baseline_mode, max_turns=max_turns, score=score_threshold,
+            mask=mask_threshold, llm_flags=llm_flags,
         )  # fmt: skip
         samples = choice.load(limit=limit, synthetic_images=synthetic_images)
         executor = _executor(spec, workers, pool, ray, ray_address, gpus_per_worker, cpus_per_worker)
@@ -153,6 +159,8 @@ def _spec(
     checkpoint: str | None,
     device: str | None,
     dtype: str | None,
+    server: str | None,
+    token: str | None,
     baseline_mode: str,
     max_turns: int,
     score: float,
@@ -165,9 +173,17 @@ def _spec(
     from sam3_agent.errors import ConfigError
     from sam3_agent.evaluation.predictors import PredictorSpec
     from sam3_agent.schema import Thresholds
+    from sam3_agent.server.settings import TOKEN_ENV
 
     if engine == "scenes" and choice.kind != "synthetic":
         raise ConfigError("--engine scenes segments the images of a synthetic set only (kind 'synthetic')")
+    if engine == "scenes" and (server or token):
+        raise ConfigError("--server/--token run SAM 3 on a segmentation server: they do not go with --engine scenes")
+    if server and (checkpoint or device or dtype):
+        given = ", ".join(f for f, v in (("--checkpoint", checkpoint), ("--device", device), ("--dtype", dtype)) if v)
+        raise ConfigError(f"--server runs SAM 3 on the server: drop {given} (set them on `sam3-agent serve`)")
+    if token and not server:
+        raise ConfigError("--token is the segmentation server's token: give --server URL too")
     llm = None
     if predictor == "agent":
         try:
@@ -179,9 +195,11 @@ def _spec(
             kind=predictor,
             engine=engine,
             # resolved here so that workers on other machines load what this machine was told
-            checkpoint=checkpoint or os.environ.get("SAM3_CHECKPOINT") or None,
+            checkpoint=None if server else checkpoint or os.environ.get("SAM3_CHECKPOINT") or None,
             device=device,
             dtype=dtype,
+            server=server,
+            server_token=(token or os.environ.get(TOKEN_ENV) or None) if server else None,
             scenes=str(choice.data) if engine == "scenes" else None,
             thresholds=Thresholds(score=score, mask=mask),
             baseline_mode=baseline_mode,

@@ -151,9 +151,10 @@ class AgentPredictor:
 class PredictorSpec(BaseModel):
     """A picklable recipe for a predictor, built once per worker (``build()`` loads the engine).
 
-    ``engine`` "sam3": ``Sam3Engine(checkpoint, device=, dtype=)``; "scenes": the exact segmenter of a
-    synthetic set written by ``sam3_agent.evaluation.synthetic`` (folder ``scenes``), to check the harness.
-    ``kind`` "agent" needs ``llm`` settings.
+    ``engine`` "sam3": ``Sam3Engine(checkpoint, device=, dtype=)``, or with ``server`` a ``RemoteSegmenter``
+    talking to that segmentation server (bearer ``server_token``; None: $SAM3_AGENT_SERVER_TOKEN in the
+    worker); "scenes": the exact segmenter of a synthetic set written by ``sam3_agent.evaluation.synthetic``
+    (folder ``scenes``), to check the harness. ``kind`` "agent" needs ``llm`` settings.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -163,6 +164,8 @@ class PredictorSpec(BaseModel):
     checkpoint: str | None = None
     device: str | None = None
     dtype: str | None = None
+    server: str | None = None
+    server_token: str | None = None
     scenes: str | None = None
     thresholds: Thresholds = Thresholds()
     baseline_mode: Literal["top1", "all"] = "top1"
@@ -175,20 +178,27 @@ class PredictorSpec(BaseModel):
             raise ValueError("the agent predictor needs LLM settings (--llm-model or SAM3_AGENT_LLM_MODEL)")
         if self.engine == "scenes" and not self.scenes:
             raise ValueError("engine 'scenes' needs the synthetic set's folder in 'scenes'")
+        if self.server and self.engine == "scenes":
+            raise ValueError("'server' runs SAM 3 on a segmentation server: it does not go with engine 'scenes'")
+        if self.server and (self.checkpoint or self.device or self.dtype):
+            raise ValueError("with 'server', checkpoint, device and dtype belong to the server: leave them unset")
+        if self.server_token and not self.server:
+            raise ValueError("'server_token' is the segmentation server's token: it needs 'server' too")
         return self
 
     def public(self) -> dict[str, Any]:
-        """The recipe without secrets (no API key), for the run's ``run.json``."""
-        return self.model_dump(mode="json", exclude={"llm": {"api_key"}})
+        """The recipe without secrets (no API key, no server token), for the run's ``run.json``."""
+        return self.model_dump(mode="json", exclude={"llm": {"api_key"}, "server_token": True})
 
     def build_segmenter(self) -> Segmenter:
+        """The segmenter, loaded (or, with ``server``, the server checked)."""
         if self.engine == "scenes":
             from sam3_agent.evaluation.synthetic import SceneSetSegmenter
 
             return SceneSetSegmenter.load(self.scenes or "")
-        from sam3_agent.engine.transformers_engine import Sam3Engine
+        from sam3_agent.server.client import make_segmenter
 
-        return Sam3Engine(self.checkpoint, device=self.device, dtype=self.dtype).load()
+        return make_segmenter(self.checkpoint, self.server, self.server_token, self.device, self.dtype)
 
     def build(self) -> Predictor:
         """Load the engine (and connect the LLM client) and return the predictor."""

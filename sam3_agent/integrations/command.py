@@ -45,6 +45,12 @@ def mcp(
     ] = None,
     device: Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cpu. Default: CUDA if present.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="Segmentation server URL (sam3-agent serve): run SAM 3 there, not here.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="The segmentation server's token. Default: $SAM3_AGENT_SERVER_TOKEN.")
+    ] = None,
     score_threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Default score threshold of the tools.")
     ] = 0.5,
@@ -60,7 +66,11 @@ def mcp(
     tool_mode: Annotated[str | None, typer.Option(help="sam3_ask: auto, native or text.")] = None,
     max_turns: Annotated[int, typer.Option(min=1, help="sam3_ask: LLM turns before the agent gives up.")] = 12,
     preload: Annotated[
-        bool, typer.Option(help="Load SAM 3 before serving (fails fast on a bad checkpoint); else on first call.")
+        bool,
+        typer.Option(
+            help="Load SAM 3 (or check the --server) before serving, failing fast on a bad checkpoint; else on "
+            "first call."
+        ),
     ] = True,
 ) -> None:
     """Serve sam3_segment, sam3_count and sam3_ask as an MCP server (stdio by default)."""
@@ -71,10 +81,10 @@ def mcp(
     from sam3_agent.schema import Thresholds
 
     try:
-        from sam3_agent.engine.transformers_engine import Sam3Engine
         from sam3_agent.integrations import mcp_server
         from sam3_agent.integrations.image_refs import ImageResolver
         from sam3_agent.integrations.service import Sam3Service
+        from sam3_agent.server.client import make_segmenter
 
         images = ImageResolver(allowed_root or Path.cwd(), allow_urls=allow_urls)
         llm = None
@@ -85,18 +95,22 @@ def mcp(
             llm = OpenAIChatModel(LLMSettings.from_env(**overrides))
         else:
             _err.print(f"note: no --llm-model or {ENV_MODEL}: sam3_ask is not offered")
-        engine = Sam3Engine(checkpoint, device=device, dtype=dtype)
+        segmenter = make_segmenter(checkpoint, server, token, device, dtype, load=False)
         service = Sam3Service(
-            engine,
+            segmenter,
             llm,
             images=images,
             thresholds=Thresholds(score=score_threshold, mask=mask_threshold),
             max_turns=max_turns,
         )
-        server = mcp_server.build_server(service)
-        if preload:
-            _err.print(f"loading SAM 3 from {engine.checkpoint} ...", highlight=False)
-            engine.load()
+        tools_server = mcp_server.build_server(service)
+        load = getattr(segmenter, "load", None)
+        if preload and callable(load):
+            what = f"checking the segmentation server at {server}" if server else "loading SAM 3"
+            if not server and getattr(segmenter, "checkpoint", None):
+                what += f" from {segmenter.checkpoint}"
+            _err.print(f"{what} ...", highlight=False)
+            load()
     except Sam3AgentError as exc:  # bad flags exit 2; a checkpoint that does not load, 1
         _err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError) else EXIT_FAILURE) from None
@@ -105,6 +119,6 @@ def mcp(
         _err.print(f"sam3-agent MCP server ready on {where} (images from {images.root})", highlight=False)
 
     try:
-        mcp_server.serve(server, transport.value, host=host, port=port, path=path, on_ready=ready)
+        mcp_server.serve(tools_server, transport.value, host=host, port=port, path=path, on_ready=ready)
     except KeyboardInterrupt:
         _err.print("stopped")
