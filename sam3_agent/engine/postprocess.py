@@ -28,12 +28,12 @@ This module is torch-free: it takes numpy arrays.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from pycocotools import mask as coco_mask
 
 from sam3_agent.masks import nms
 from sam3_agent.schema import BoxXYXY, Instance, Rle, Thresholds
@@ -118,30 +118,55 @@ class _Switches:
     step: np.ndarray  # float64 value at row k + 1 minus value at row k
 
 
-def _window(
-    logits: np.ndarray, rows_k: tuple[int, int], cols: _Axis, x: tuple[int, int], threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One mask's output columns x[0]:x[1] interpolated at source rows rows_k[0]:rows_k[1], and its switches.
+def _support_window(logits: np.ndarray, cols: _Axis, threshold: float) -> tuple[int, int, int, int] | None:
+    """(x0, x1, k0, k1) of one (h, w) mask's window, or None when no output pixel can reach the threshold.
 
-    Returns (values (nx, n_rows) float32, above (nx, n_rows + 2) bool, xi, ji): ``above`` is values >= the
-    threshold between two virtual "off" rows; a switch lies between padded rows ji and ji + 1 of column xi.
-    The virtual rows make the image's top and bottom edges switches like any other (only source rows 0 and
-    h - 1 can be "on" next to them: the window reaches one row beyond the support, and rows outside the
-    support are off everywhere).
+    Only output columns x0:x1 reading a support column (a cell at the threshold) are kept, and only source
+    rows k0:k1 from just above to just below the support.
     """
-    k0, k1 = rows_k
-    c_lo, c_hi = cols.lo[x[0] : x[1]], cols.hi[x[0] : x[1]]
+    support = logits >= threshold
+    in_rows = support.any(axis=1)
+    r0 = int(in_rows.argmax())
+    if not in_rows[r0]:
+        return None
+    r1 = len(in_rows) - int(in_rows[::-1].argmax())  # one past the last support row
+    in_cols = support[r0:r1].any(axis=0)
+    c0, c1 = int(in_cols.argmax()), len(in_cols) - 1 - int(in_cols[::-1].argmax())
+    x0, x1 = int(np.searchsorted(cols.hi, c0, side="left")), int(np.searchsorted(cols.lo, c1, side="right"))
+    if x0 >= x1:  # downsampling: no output column reads the support
+        return None
+    return x0, x1, max(r0 - 1, 0), min(r1 + 1, len(in_rows))
+
+
+def _fill_window(
+    logits: np.ndarray,
+    window: tuple[int, int, int, int],
+    cols: _Axis,
+    threshold: float,
+    values: np.ndarray,
+    above: np.ndarray,
+) -> None:
+    """Write one mask's output columns x0:x1 interpolated at source rows k0:k1, and where they reach the threshold.
+
+    ``values`` is (nx, n_rows) float32 and ``above`` (nx, n_rows + 2) bool, all False on entry: ``above``
+    gets values >= the threshold between two virtual "off" rows, so that the image's top and bottom edges
+    are switches like any other (only source rows 0 and h - 1 can be "on" next to them: the window reaches
+    one row beyond the support, and rows outside the support are off everywhere).
+    """
+    x0, x1, k0, k1 = window
+    c_lo, c_hi = cols.lo[x0:x1], cols.hi[x0:x1]
     c0 = int(c_lo[0])
-    window = np.ascontiguousarray(logits[k0:k1, c0 : int(c_hi[-1]) + 1].T)  # (low-res cols, low-res rows)
-    left = window[c_lo - c0]
-    values = left + (window[c_hi - c0] - left) * cols.w[x[0] : x[1], None]
-    above = np.zeros((values.shape[0], k1 - k0 + 2), dtype=bool)
+    source = np.ascontiguousarray(logits[k0:k1, c0 : int(c_hi[-1]) + 1].T)  # (low-res cols, low-res rows)
+    left = source[c_lo - c0]
+    np.subtract(source[c_hi - c0], left, out=values)
+    values *= cols.w[x0:x1, None]
+    values += left
     np.greater_equal(values, threshold, out=above[:, 1:-1])
     # Window rows outside the support are off (in exact arithmetic; pin them against rounding).
-    above[:, 1] &= k0 == 0
-    above[:, -2] &= k1 == logits.shape[0]
-    xi, ji = np.nonzero(above[:, :-1] != above[:, 1:])
-    return values, above, xi, ji
+    if k0 != 0:
+        above[:, 1] = False
+    if k1 != logits.shape[0]:
+        above[:, -2] = False
 
 
 def _collect_switches(
@@ -149,55 +174,46 @@ def _collect_switches(
 ) -> tuple[_Switches, list[int]]:
     """Switch candidates of masks ``indices`` and, per slot, which of them it is (empty masks get no slot).
 
-    Per mask only the window is computed; everything per switch is done once for all masks.
+    Per mask only its window is computed, into one flat buffer for all masks; everything per switch is done
+    once for all masks.
     """
-    h = mask_logits.shape[1]
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    origins: list[tuple[int, int]] = []  # per slot: first output column, first source row
+    windows: list[tuple[int, int, int, int]] = []
     slots: list[int] = []
+    kept: list[np.ndarray] = []
     for i in indices:
-        logits = np.asarray(mask_logits[i], dtype=np.float32)
-        support = logits >= threshold
-        r = np.flatnonzero(support.any(axis=1))
-        if len(r) == 0:
-            continue
-        c = np.flatnonzero(support.any(axis=0))
-        # Only output columns reading a support column, only source rows from just above to just below it.
-        x = (int(np.searchsorted(cols.hi, c[0], side="left")), int(np.searchsorted(cols.lo, c[-1], side="right")))
-        if x[0] >= x[1]:  # downsampling: no output column reads the support
-            continue
-        k = (max(int(r[0]) - 1, 0), min(int(r[-1]) + 2, h))
-        found.append(_window(logits, k, cols, x, threshold))
-        origins.append((x[0], k[0]))
-        slots.append(i)
-    if not found:
+        logits = np.asarray(mask_logits[i], dtype=np.float32)  # a view when already float32
+        window = _support_window(logits, cols, threshold)
+        if window is not None:
+            windows.append(window)
+            slots.append(i)
+            kept.append(logits)
+    if not windows:
         empty = np.zeros(0, dtype=np.int64)
         flags, floats = empty.astype(bool), empty.astype(np.float64)
         return _Switches(empty, empty, empty, flags, flags, floats, floats), []
-    values, above, xi, ji = zip(*found, strict=True)
-    n_rows = np.array([v.shape[1] for v in values])
-    len_cols = np.array([v.shape[0] for v in values])
-    sizes = n_rows * len_cols
-    counts = np.array([len(j) for j in ji])
-    # Per switch: its slot, window origin and height, and where its window starts in the flat buffers.
-    slot, x0, k0, n_rows, value_start, above_start = (
-        np.repeat(a, counts)
-        for a in (
-            np.arange(len(slots)),
-            *np.array(origins).T,
-            n_rows,
-            np.cumsum(sizes) - sizes,
-            np.cumsum(sizes + 2 * len_cols) - (sizes + 2 * len_cols),
-        )
-    )
-    xi, ji = np.concatenate(xi), np.concatenate(ji)
-    flat_values = np.concatenate([v.ravel() for v in values])
-    row_start = value_start + xi * n_rows
+    x0, x1, k0, k1 = np.array(windows, dtype=np.int64).T
+    len_cols, n_rows = x1 - x0, k1 - k0
+    sizes, padded_sizes = len_cols * n_rows, len_cols * (n_rows + 2)
+    value_starts, above_starts = np.cumsum(sizes) - sizes, np.cumsum(padded_sizes) - padded_sizes
+    flat_values = np.empty(int(sizes.sum()), dtype=np.float32)
+    flat_above = np.zeros(int(padded_sizes.sum()), dtype=bool)
+    for j, (logits, window) in enumerate(zip(kept, windows, strict=True)):
+        nx, nr, vs, ab = int(len_cols[j]), int(n_rows[j]), int(value_starts[j]), int(above_starts[j])
+        values = flat_values[vs : vs + nx * nr].reshape(nx, nr)
+        above = flat_above[ab : ab + nx * (nr + 2)].reshape(nx, nr + 2)
+        _fill_window(logits, window, cols, threshold, values, above)
+    # A switch lies between padded rows ji and ji + 1 of a column; padding rows are off, so nothing is found
+    # between two columns or two masks.
+    at = np.flatnonzero(flat_above[:-1] != flat_above[1:])
+    slot = np.searchsorted(above_starts, at, side="right") - 1
+    n_rows = n_rows[slot]
+    xi, ji = np.divmod(at - above_starts[slot], n_rows + 2)
+    row_start = value_starts[slot] + xi * n_rows
     base = flat_values[row_start + np.clip(ji - 1, 0, n_rows - 1)].astype(np.float64)
     step = flat_values[row_start + np.minimum(ji, n_rows - 1)].astype(np.float64) - base
-    rising = np.concatenate([a.ravel() for a in above])[above_start + xi * (n_rows + 2) + ji + 1]
+    rising = flat_above[at + 1]
     inner = (ji > 0) & (ji < n_rows)
-    return _Switches(slot, xi + x0, ji - 1 + k0, inner, rising, base, step), slots
+    return _Switches(slot, xi + x0[slot], ji - 1 + k0[slot], inner, rising, base, step), slots
 
 
 def _switch_positions(sw: _Switches, rows: _Axis, threshold: float) -> np.ndarray:
@@ -277,20 +293,47 @@ def _encode_runs(
     bottom = np.maximum.reduceat((ends - 1) % height, first_run) + 1
     spans = np.add.reduceat((first_col != last_col).astype(np.int64), first_run) > 0
     top[spans], bottom[spans] = 0, height  # a run spanning columns covers a column's bottom and the next's top
-    gap_list = gaps.tolist()
-    objects = [
-        {"size": [height, width], "counts": gap_list[a:b] + ([tail] if tail else [])}
-        for a, b, tail in zip(bounds[filled].tolist(), bounds[filled + 1].tolist(), tails.tolist(), strict=True)
-    ]
-    rles = coco_mask.frPyObjects(objects, height, width)
+    with_tail = tails != 0
+    counts = np.insert(gaps, bounds[filled + 1][with_tail], tails[with_tail])
+    lengths = bounds[filled + 1] - bounds[filled] + with_tail
+    strings = _coco_strings(counts, np.concatenate([[0], np.cumsum(lengths)]))
     out: list[EncodedMask | None] = [None] * n_slots
     for j, slot in enumerate(filled.tolist()):
         out[slot] = EncodedMask(
-            rle=Rle(size=(height, width), counts=rles[j]["counts"].decode("ascii")),
+            rle=Rle(size=(height, width), counts=strings[j]),
             box=(float(x0[j]), float(top[j]), float(x1[j]), float(bottom[j])),
             area=int(areas[j]),
         )
     return out
+
+
+def _coco_strings(counts: np.ndarray, starts: np.ndarray) -> list[str]:
+    """COCO's compressed RLE strings of several masks, all in one numpy pass.
+
+    ``counts`` holds every mask's run lengths (int64, >= 0) back to back; mask j's are
+    ``counts[starts[j]:starts[j + 1]]``. COCO's string format: from the fourth count on, each count is
+    stored as its difference to the count two before; each value is written in 5-bit groups, least
+    significant first, as characters 48 + group (+ 32 when another group follows), until the rest of the
+    value is its sign extension (0, or -1 for negative values) and the last group's bit 4 agrees with it.
+    """
+    index = np.arange(len(counts)) - np.repeat(starts[:-1], np.diff(starts))
+    value = counts.copy()
+    delta = np.flatnonzero(index > 2)
+    value[delta] -= counts[delta - 2]
+    groups: list[np.ndarray] = []
+    n_groups = np.zeros(len(value), dtype=np.int64)
+    more = np.ones(len(value), dtype=bool)
+    while more.any():
+        group = value & 0x1F
+        value >>= 5
+        follows = more & np.where(group & 0x10, value != -1, value != 0)
+        groups.append((group + 48 + 32 * follows).astype(np.uint8))
+        n_groups += more
+        more = follows
+    table = np.stack(groups, axis=1)  # (n, max groups); row i's first n_groups[i] are its characters
+    text = table[np.arange(len(groups)) < n_groups[:, None]].tobytes().decode("ascii")
+    ends = np.concatenate([[0], np.cumsum(n_groups)])[starts].tolist()
+    return [text[a:b] for a, b in itertools.pairwise(ends)]
 
 
 def encode_mask(logits: np.ndarray, image_size: tuple[int, int], mask_threshold: float) -> EncodedMask | None:
