@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
 from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
 from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds, TraceStep
 
@@ -30,20 +31,8 @@ out = Console()
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
-CheckpointOpt = Annotated[
-    str | None,
-    typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint: local directory or hub id. Env: SAM3_CHECKPOINT."),
-]
-DeviceOpt = Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cuda:1, cpu. Default: CUDA if present.")]
-DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. Default: bf16 on CUDA, fp32 on CPU.")]
 ScoreOpt = Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0, help="Keep instances scoring >= this.")]
 MaskOpt = Annotated[float, typer.Option("--mask-threshold", min=0.0, max=1.0, help="Mask pixel probability cut.")]
-ServerOpt = Annotated[
-    str | None, typer.Option(help="Use a running `sam3-agent serve` at this URL instead of loading SAM 3 here.")
-]
-TokenOpt = Annotated[
-    str | None, typer.Option(help="Bearer token of the server. Default: $SAM3_AGENT_SERVER_TOKEN.", show_default=False)
-]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder. Default: outputs/<image name>.")]
 
 

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
+
 console = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
@@ -19,18 +21,11 @@ def _first_env(*names: str) -> str | None:
 
 
 def demo(
-    checkpoint: Annotated[
-        str | None,
-        typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint: local directory or hub id. Env: SAM3_CHECKPOINT."),
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cpu. Default: CUDA if present.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. Default: bf16 on CUDA.")] = None,
-    server: Annotated[
-        str | None, typer.Option(help="Segmentation server URL (sam3-agent serve): run SAM 3 there, not here.")
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option(help="The segmentation server's token. Default: $SAM3_AGENT_SERVER_TOKEN.")
-    ] = None,
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     llm_base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
     ] = None,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
 from sam3_agent.evaluation.datasets import DatasetKind as Kind
 
 if TYPE_CHECKING:
@@ -51,15 +52,11 @@ def evaluate(
     engine: Annotated[
         Literal["sam3", "scenes"], typer.Option(help="sam3, or scenes: the exact segmenter of a synthetic set.")
     ] = "sam3",
-    checkpoint: Annotated[str | None, typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint.")] = None,
-    device: Annotated[str | None, typer.Option(help="Torch device (default CUDA if present).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
-    server: Annotated[
-        str | None, typer.Option(help="Segmentation server URL (sam3-agent serve): run SAM 3 there, not here.")
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option(help="The segmentation server's token. Default: $SAM3_AGENT_SERVER_TOKEN.")
-    ] = None,
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint.")] = None,
     llm_model: Annotated[str | None, typer.Option(help="Model at the endpoint.")] = None,
     llm_api_key: Annotated[str | None, typer.Option(help="API key.")] = None,

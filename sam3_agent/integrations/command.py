@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
+
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
@@ -39,18 +41,11 @@ def mcp(
     allow_urls: Annotated[bool, typer.Option(help="Also fetch http(s) image URLs (off: request forgery risk).")] = (
         False
     ),
-    checkpoint: Annotated[
-        str | None,
-        typer.Option("--checkpoint", "-c", help="SAM 3 checkpoint: local directory or hub id. Env: SAM3_CHECKPOINT."),
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="Torch device, e.g. cuda, cpu. Default: CUDA if present.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
-    server: Annotated[
-        str | None, typer.Option(help="Segmentation server URL (sam3-agent serve): run SAM 3 there, not here.")
-    ] = None,
-    token: Annotated[
-        str | None, typer.Option(help="The segmentation server's token. Default: $SAM3_AGENT_SERVER_TOKEN.")
-    ] = None,
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     score_threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Default score threshold of the tools.")
     ] = 0.5,
