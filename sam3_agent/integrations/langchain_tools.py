@@ -84,15 +84,7 @@ class Sam3SegmentTool(_Sam3Tool):
     args_schema: type[BaseModel] = SegmentArgs
 
     def _outcome(self, **kwargs: Any) -> Outcome[Any]:
-        args = SegmentArgs.model_validate(kwargs)
-        return self.service.segment(
-            args.image,
-            args.phrases,
-            positive_boxes=args.positive_boxes,
-            negative_boxes=args.negative_boxes,
-            score_threshold=args.score_threshold,
-            mask_threshold=args.mask_threshold,
-        )
+        return self.service.run(SegmentArgs.model_validate(kwargs))
 
 
 class Sam3CountTool(_Sam3Tool):
@@ -103,14 +95,7 @@ class Sam3CountTool(_Sam3Tool):
     args_schema: type[BaseModel] = CountArgs
 
     def _outcome(self, **kwargs: Any) -> Outcome[Any]:
-        args = CountArgs.model_validate(kwargs)
-        return self.service.count(
-            args.image,
-            args.phrase,
-            positive_boxes=args.positive_boxes,
-            negative_boxes=args.negative_boxes,
-            score_threshold=args.score_threshold,
-        )
+        return self.service.run(CountArgs.model_validate(kwargs))
 
 
 class Sam3AgentTool(_Sam3Tool):
@@ -127,8 +112,7 @@ class Sam3AgentTool(_Sam3Tool):
         return self
 
     def _outcome(self, **kwargs: Any) -> Outcome[Any]:
-        args = AskArgs.model_validate(kwargs)
-        return self.service.ask(args.image, args.question)
+        return self.service.run(AskArgs.model_validate(kwargs))
 
 
 def sam3_tools(service: Sam3Service, *, show_overlay: bool = False) -> list[BaseTool]:

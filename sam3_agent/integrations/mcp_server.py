@@ -102,16 +102,7 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
             score_threshold=score_threshold,
             mask_threshold=mask_threshold,
         )
-        return _call(
-            lambda: service.segment(
-                args.image,
-                args.phrases,
-                positive_boxes=args.positive_boxes,
-                negative_boxes=args.negative_boxes,
-                score_threshold=args.score_threshold,
-                mask_threshold=args.mask_threshold,
-            )
-        )
+        return _call(lambda: service.run(args))
 
     def sam3_count(
         image: ImageRef,
@@ -128,19 +119,11 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
             negative_boxes=list(negative_boxes),
             score_threshold=score_threshold,
         )
-        return _call(
-            lambda: service.count(
-                args.image,
-                args.phrase,
-                positive_boxes=args.positive_boxes,
-                negative_boxes=args.negative_boxes,
-                score_threshold=args.score_threshold,
-            )
-        )
+        return _call(lambda: service.run(args))
 
     def sam3_ask(image: ImageRef, question: Question) -> Annotated[CallToolResult, AskResult]:
         args: AskArgs = _validated(AskArgs, image=image, question=question)
-        return _call(lambda: service.ask(args.image, args.question))
+        return _call(lambda: service.run(args))
 
     server.add_tool(sam3_segment, name="sam3_segment", description=SEGMENT_DESCRIPTION, annotations=_READ_ONLY)
     server.add_tool(sam3_count, name="sam3_count", description=COUNT_DESCRIPTION, annotations=_READ_ONLY)

@@ -54,28 +54,15 @@ _TOOLS = (
         "sam3_segment",
         SEGMENT_DESCRIPTION,
         SegmentArgs,
-        lambda s, a: s.segment(
-            a.image,
-            a.phrases,
-            positive_boxes=a.positive_boxes,
-            negative_boxes=a.negative_boxes,
-            score_threshold=a.score_threshold,
-            mask_threshold=a.mask_threshold,
-        ),
+        Sam3Service.run,
     ),
     _Exported(
         "sam3_count",
         COUNT_DESCRIPTION,
         CountArgs,
-        lambda s, a: s.count(
-            a.image,
-            a.phrase,
-            positive_boxes=a.positive_boxes,
-            negative_boxes=a.negative_boxes,
-            score_threshold=a.score_threshold,
-        ),
+        Sam3Service.run,
     ),
-    _Exported("sam3_ask", ASK_DESCRIPTION, AskArgs, lambda s, a: s.ask(a.image, a.question)),
+    _Exported("sam3_ask", ASK_DESCRIPTION, AskArgs, Sam3Service.run),
 )
 _BY_NAME = {tool.name: tool for tool in _TOOLS}
 

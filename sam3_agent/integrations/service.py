@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sam3_agent.agent.messages import ChatModel
 from sam3_agent.engine.protocol import Segmenter
 from sam3_agent.errors import ConfigError, PromptError
+from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs
 from sam3_agent.integrations.image_refs import ImageInput, ImageResolver
 from sam3_agent.integrations.results import AskResult, CountResult, PhraseCount, SegmentResult
 from sam3_agent.masks import nms
@@ -187,6 +188,27 @@ class Sam3Service:
             instances=kept,
         )
         return Outcome(result, pil)
+
+    def run(self, args: SegmentArgs | CountArgs | AskArgs) -> Outcome[Any]:
+        """Run the tool whose validated arguments ``args`` are: the one unpacking all integrations share."""
+        if isinstance(args, SegmentArgs):
+            return self.segment(
+                args.image,
+                args.phrases,
+                positive_boxes=args.positive_boxes,
+                negative_boxes=args.negative_boxes,
+                score_threshold=args.score_threshold,
+                mask_threshold=args.mask_threshold,
+            )
+        if isinstance(args, CountArgs):
+            return self.count(
+                args.image,
+                args.phrase,
+                positive_boxes=args.positive_boxes,
+                negative_boxes=args.negative_boxes,
+                score_threshold=args.score_threshold,
+            )
+        return self.ask(args.image, args.question)
 
     def ask(self, image: ImageInput, question: str, *, max_turns: int | None = None) -> Outcome[AskResult]:
         """Answer a free-form question with the agent (the configured LLM driving SAM 3).
