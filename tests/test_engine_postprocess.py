@@ -114,3 +114,22 @@ def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
     assert len(deduped) < len(instances) and deduped[0].score == instances[0].score
     with pytest.raises(ValueError, match="expected"):
         instances_from_logits(logits, scores[:3], (10, 10), Thresholds(), "cup")
+
+
+def test_coco_strings_match_pycocotools_for_small_huge_and_falling_counts() -> None:
+    from pycocotools import mask as coco_mask
+
+    from sam3_agent.engine.postprocess import _coco_strings
+
+    rng = np.random.default_rng(3)
+    height, width = 4000, 3000  # runs up to 12 M pixels: values of five 5-bit groups
+    all_counts, strings = [], []
+    for scale in (3, 40, 5_000, 2_000_000):
+        runs = rng.integers(0, scale, 11).astype(np.int64)
+        runs[0] = 0 if scale == 3 else runs[0]  # a mask starting with foreground
+        runs = np.append(runs, height * width - runs.sum())
+        all_counts.append(runs)
+        encoded = coco_mask.frPyObjects({"size": [height, width], "counts": runs.tolist()}, height, width)
+        strings.append(encoded["counts"].decode("ascii"))
+    starts = np.concatenate([[0], np.cumsum([len(c) for c in all_counts])])
+    assert _coco_strings(np.concatenate(all_counts), starts) == strings

@@ -118,24 +118,38 @@ class _Switches:
     step: np.ndarray  # float64 value at row k + 1 minus value at row k
 
 
-def _support_window(logits: np.ndarray, cols: _Axis, threshold: float) -> tuple[int, int, int, int] | None:
-    """(x0, x1, k0, k1) of one (h, w) mask's window, or None when no output pixel can reach the threshold.
+class _SupportFinder:
+    """Finds each (h, w) mask's support window; one reusable scratch buffer for all masks of a call.
 
-    Only output columns x0:x1 reading a support column (a cell at the threshold) are kept, and only source
-    rows k0:k1 from just above to just below the support.
+    The thresholded mask goes into a bool buffer whose rows are padded to a multiple of 8 bytes, so that
+    "does this row hold a support cell" is a bitwise-or over 8-byte words instead of over single bytes
+    (several times faster in numpy).
     """
-    support = logits >= threshold
-    in_rows = support.any(axis=1)
-    r0 = int(in_rows.argmax())
-    if not in_rows[r0]:
-        return None
-    r1 = len(in_rows) - int(in_rows[::-1].argmax())  # one past the last support row
-    in_cols = support[r0:r1].any(axis=0)
-    c0, c1 = int(in_cols.argmax()), len(in_cols) - 1 - int(in_cols[::-1].argmax())
-    x0, x1 = int(np.searchsorted(cols.hi, c0, side="left")), int(np.searchsorted(cols.lo, c1, side="right"))
-    if x0 >= x1:  # downsampling: no output column reads the support
-        return None
-    return x0, x1, max(r0 - 1, 0), min(r1 + 1, len(in_rows))
+
+    def __init__(self, h: int, w: int, cols: _Axis, threshold: float) -> None:
+        self.cols, self.threshold, self.w = cols, threshold, w
+        self.support = np.zeros((h, -(-w // 8) * 8), dtype=bool)  # padding columns stay False
+
+    def window(self, logits: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(x0, x1, k0, k1) of one mask's window, or None when no output pixel can reach the threshold.
+
+        Only output columns x0:x1 reading a support column (a cell at the threshold) are kept, and only
+        source rows k0:k1 from just above to just below the support.
+        """
+        support = self.support
+        np.greater_equal(logits, self.threshold, out=support[:, : self.w])
+        in_rows = np.bitwise_or.reduce(support.view(np.uint64), axis=1) != 0
+        r0 = int(in_rows.argmax())
+        if not in_rows[r0]:
+            return None
+        r1 = len(in_rows) - int(in_rows[::-1].argmax())  # one past the last support row
+        in_cols = support[r0:r1, : self.w].any(axis=0)
+        c0, c1 = int(in_cols.argmax()), len(in_cols) - 1 - int(in_cols[::-1].argmax())
+        cols = self.cols
+        x0, x1 = int(np.searchsorted(cols.hi, c0, side="left")), int(np.searchsorted(cols.lo, c1, side="right"))
+        if x0 >= x1:  # downsampling: no output column reads the support
+            return None
+        return x0, x1, max(r0 - 1, 0), min(r1 + 1, len(in_rows))
 
 
 def _fill_window(
@@ -180,9 +194,10 @@ def _collect_switches(
     windows: list[tuple[int, int, int, int]] = []
     slots: list[int] = []
     kept: list[np.ndarray] = []
+    finder = _SupportFinder(mask_logits.shape[1], mask_logits.shape[2], cols, threshold)
     for i in indices:
         logits = np.asarray(mask_logits[i], dtype=np.float32)  # a view when already float32
-        window = _support_window(logits, cols, threshold)
+        window = finder.window(logits)
         if window is not None:
             windows.append(window)
             slots.append(i)
@@ -320,18 +335,14 @@ def _coco_strings(counts: np.ndarray, starts: np.ndarray) -> list[str]:
     value = counts.copy()
     delta = np.flatnonzero(index > 2)
     value[delta] -= counts[delta - 2]
-    groups: list[np.ndarray] = []
-    n_groups = np.zeros(len(value), dtype=np.int64)
-    more = np.ones(len(value), dtype=bool)
-    while more.any():
-        group = value & 0x1F
-        value >>= 5
-        follows = more & np.where(group & 0x10, value != -1, value != 0)
-        groups.append((group + 48 + 32 * follows).astype(np.uint8))
-        n_groups += more
-        more = follows
-    table = np.stack(groups, axis=1)  # (n, max groups); row i's first n_groups[i] are its characters
-    text = table[np.arange(len(groups)) < n_groups[:, None]].tobytes().decode("ascii")
+    # Groups a value needs: its bits up to and including the sign bit, 5 per group (at least one group).
+    magnitude = np.where(value < 0, ~value, value)
+    bits = np.frexp(magnitude.astype(np.float64))[1]  # bit length; exact below 2**53
+    n_groups = np.maximum(bits // 5 + 1, 1)
+    group = np.arange(int(n_groups.sum())) - np.repeat(np.cumsum(n_groups) - n_groups, n_groups)
+    owner = np.repeat(value, n_groups)
+    chars = ((owner >> (5 * group)) & 0x1F) + 48 + 32 * (group < np.repeat(n_groups, n_groups) - 1)
+    text = chars.astype(np.uint8).tobytes().decode("ascii")
     ends = np.concatenate([[0], np.cumsum(n_groups)])[starts].tolist()
     return [text[a:b] for a, b in itertools.pairwise(ends)]
 
