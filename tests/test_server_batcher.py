@@ -146,7 +146,7 @@ class OomSegmenter:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def segment_batch(self, requests):
+    def segment_batch(self, requests, digests=None):
         raise self.error
 
     def segment(self, image, prompts, thresholds=None):

@@ -120,3 +120,22 @@ def test_a_bad_request_fails_before_anything_runs(engine: Sam3Engine, monkeypatc
     with pytest.raises(ImageError, match=r"expected a PIL\.Image\.Image"):
         engine.segment_batch([(A, [Prompt(text="cup")], None), ("b.png", [Prompt(text="cup")], None)])  # type: ignore[list-item]
     assert backbone[0] == 0 and passes == []
+
+
+def test_known_digests_skip_hashing_and_key_the_cache(engine: Sam3Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sam3_agent.engine import transformers_engine
+    from sam3_agent.engine.feature_cache import image_digest
+
+    expected = engine.segment_batch([(A, [Prompt(text="cup")], KEEP_ALL), (B, [Prompt(text="hat")], KEEP_ALL)])
+    digests = [image_digest(A), image_digest(B)]
+    hashed: list[object] = []
+    monkeypatch.setattr(transformers_engine, "image_digest", lambda image: hashed.append(image) or "unused")
+    backbone, passes = count_passes(engine, monkeypatch)
+    got = engine.segment_batch(
+        [(A, [Prompt(text="cup")], KEEP_ALL), (B, [Prompt(text="hat")], KEEP_ALL)], digests=digests
+    )
+    assert hashed == [] and backbone[0] == 0 and passes == [2]  # the cached features were found by digest
+    for g, e in zip(got, expected, strict=True):
+        assert_same(g, e)
+    with pytest.raises(ValueError, match="one digest per request"):
+        engine.segment_batch([(A, [Prompt(text="cup")], None)], digests=[])

@@ -81,22 +81,34 @@ def load(
     label: str,
     warmup: int = 2,
     cpu_seconds: Callable[[], float] | None = None,
+    client_kind: str = "raw",
 ) -> Run:
-    """``clients`` threads, each with its own RemoteSegmenter and image, share ``requests`` requests;
-    ``cpu_seconds`` (optional) reads the server's CPU time, to report CPU per request."""
+    """``clients`` threads, each with its own image (registered once, untimed), share ``requests`` requests.
+
+    ``client_kind`` "raw" posts a prepared JSON body over one keep-alive httpx connection per client and
+    checks the answer's shape (one instance list per prompt), so that the clients, which run on this
+    machine too, take little CPU from the server; "remote" goes through ``RemoteSegmenter`` (request
+    models, retries, instances validated into pydantic models), as the agent does.
+    ``cpu_seconds`` (optional) reads the server's CPU time, to report CPU per request.
+    """
     from sam3_agent.schema import Prompt
     from sam3_agent.server.client import RemoteSegmenter
 
     images = test_images(clients)
     remotes = [RemoteSegmenter(url, token=token, timeout=300) for _ in range(clients)]
-    for remote, image in zip(remotes, images, strict=True):  # registration and warm-up are not timed
+    image_ids = [remote.register(image) for remote, image in zip(remotes, images, strict=True)]
+    senders = [
+        _remote_sender(remote, image, Prompt) if client_kind == "remote" else _raw_sender(url, token, image_id)
+        for remote, image, image_id in zip(remotes, images, image_ids, strict=True)
+    ]
+    for send in senders:  # warm-up is not timed
         for _ in range(warmup):
-            remote.segment(image, [Prompt(text="cup")])
+            send("cup")
     run = Run(label, requests)
     counter = iter(range(requests))
     lock = threading.Lock()
 
-    def client(remote: RemoteSegmenter, image: object) -> None:
+    def client(send: Callable[[str], None]) -> None:
         while True:
             with lock:
                 n = next(counter, None)
@@ -104,9 +116,7 @@ def load(
                 return
             started = time.perf_counter()
             try:
-                found = remote.segment(image, [Prompt(text=PHRASES[n % len(PHRASES)])])  # type: ignore[arg-type]
-                if len(found) != 1:
-                    raise RuntimeError(f"expected 1 result list, got {len(found)}")
+                send(PHRASES[n % len(PHRASES)])
             except Exception as exc:
                 with lock:
                     run.errors.append(f"{type(exc).__name__}: {exc}")
@@ -114,7 +124,7 @@ def load(
             with lock:
                 run.latencies.append(time.perf_counter() - started)
 
-    threads = [threading.Thread(target=client, args=(r, i), daemon=True) for r, i in zip(remotes, images, strict=True)]
+    threads = [threading.Thread(target=client, args=(send,), daemon=True) for send in senders]
     before = batch_counts(url)
     cpu_before = cpu_seconds() if cpu_seconds is not None else None
     started = time.perf_counter()
@@ -131,6 +141,35 @@ def load(
     for remote in remotes:
         remote.close()
     return run
+
+
+def _remote_sender(remote, image, prompt_type) -> Callable[[str], None]:
+    def send(phrase: str) -> None:
+        found = remote.segment(image, [prompt_type(text=phrase)])
+        if len(found) != 1:
+            raise RuntimeError(f"expected 1 result list, got {len(found)}")
+
+    return send
+
+
+def _raw_sender(url: str, token: str | None, image_id: str) -> Callable[[str], None]:
+    import json
+
+    import httpx
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    http = httpx.Client(base_url=url, headers=headers, timeout=300)
+
+    def send(phrase: str) -> None:
+        body = json.dumps({"image_id": image_id, "prompts": [{"text": phrase}]})
+        response = http.post("/v1/segment", content=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        instances = json.loads(response.content)["instances"]
+        if len(instances) != 1 or not isinstance(instances[0], list):
+            raise RuntimeError(f"expected 1 result list, got {len(instances)}")
+
+    return send
 
 
 def batch_counts(url: str) -> tuple[float, float] | None:
@@ -207,7 +246,15 @@ def served_run(args: argparse.Namespace, checkpoint: str, max_batch: int, label:
     server = ServerProcess(checkpoint, max_batch, args.max_wait_ms, args.device, args.server_threads)
     try:
         server.wait_ready()
-        return load(server.url, None, args.clients, args.requests, label, cpu_seconds=server.cpu_seconds)
+        return load(
+            server.url,
+            None,
+            args.clients,
+            args.requests,
+            label,
+            cpu_seconds=server.cpu_seconds,
+            client_kind=args.client,
+        )
     finally:
         server.stop()
 
@@ -227,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--requests", type=int, default=400, help="requests in all, per configuration (default 400)")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "remote"),
+        default="raw",
+        help="raw: prepared JSON over httpx, light on this machine's CPU (default); remote: RemoteSegmenter",
+    )
     parser.add_argument("--max-batch", type=int, default=16, help="dynamic batching's max batch (default 16)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="dynamic batching's max wait (default 5)")
     args = parser.parse_args(argv)
@@ -235,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{args.requests} requests from {args.clients} concurrent clients, one phrase each", flush=True)
     if args.url:
-        run = load(args.url.rstrip("/"), args.token, args.clients, args.requests, args.url)
+        run = load(args.url.rstrip("/"), args.token, args.clients, args.requests, args.url, client_kind=args.client)
         print(run.line())
         return 0 if not run.errors and not run.lost else 1
 

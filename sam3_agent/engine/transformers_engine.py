@@ -303,7 +303,10 @@ class Sam3Engine:
         ]
 
     def segment_batch(
-        self, requests: Sequence[tuple[Image.Image, Sequence[Prompt], Thresholds | None]]
+        self,
+        requests: Sequence[tuple[Image.Image, Sequence[Prompt], Thresholds | None]],
+        *,
+        digests: Sequence[str] | None = None,
     ) -> list[list[list[Instance]]]:
         """``segment`` for several (image, prompts, thresholds) requests at once, in as few passes as possible.
 
@@ -313,6 +316,10 @@ class Sam3Engine:
         Text-only prompts of every image go together; prompts with exemplar boxes go together per image size
         (their boxes are normalised by it); at most ``max_batch`` prompts per pass.
 
+        ``digests``, when the caller already knows them (the server's image ids), are the images'
+        ``image_digest`` values, the feature-cache keys; hashing the pixels again is then skipped. A digest
+        that is not the image's own would make it share another image's features: pass real digests only.
+
         Returns:
             Per request, what ``segment(image, prompts, thresholds)`` returns for it.
 
@@ -320,6 +327,8 @@ class Sam3Engine:
             ImageError, PromptError: as ``segment``, for the first bad request (nothing runs then).
         """
         jobs = [(_check_image(im), list(prompts), thresholds or Thresholds()) for im, prompts, thresholds in requests]
+        if digests is not None and len(digests) != len(jobs):
+            raise ValueError(f"expected one digest per request, got {len(digests)} for {len(jobs)} requests")
         for image, prompts, _ in jobs:
             for box in (box for prompt in prompts for box in prompt.boxes):
                 box.check_inside(image.width, image.height)
@@ -327,8 +336,8 @@ class Sam3Engine:
         with self._lock:
             by_digest: dict[str, _Features] = {}
             features: list[_Features] = []
-            for image, _, _ in jobs:
-                digest = image_digest(image)
+            for r, (image, _, _) in enumerate(jobs):
+                digest = digests[r] if digests is not None else image_digest(image)
                 if digest not in by_digest:
                     by_digest[digest] = self._features(image, digest)
                 features.append(by_digest[digest])

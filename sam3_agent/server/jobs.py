@@ -46,7 +46,10 @@ class BatchSegmenter(Protocol):
     """A segmenter that runs the prompts of several images together (``Sam3Engine.segment_batch``)."""
 
     def segment_batch(
-        self, requests: Sequence[tuple[Image.Image, Sequence[Prompt], Thresholds | None]]
+        self,
+        requests: Sequence[tuple[Image.Image, Sequence[Prompt], Thresholds | None]],
+        *,
+        digests: Sequence[str] | None = None,
     ) -> list[list[list[Instance]]]: ...
 
 
@@ -94,7 +97,8 @@ def run_jobs(segmenter: Segmenter, jobs: Sequence[SegmentJob]) -> list[Outcome]:
 
 def _run(segmenter: Segmenter, jobs: Sequence[SegmentJob]) -> list[PerPrompt]:
     if isinstance(segmenter, BatchSegmenter):
-        return segmenter.segment_batch([(job.image, job.prompts, job.thresholds) for job in jobs])
+        requests = [(job.image, job.prompts, job.thresholds) for job in jobs]
+        return segmenter.segment_batch(requests, digests=[job.image_id for job in jobs])
     groups: dict[tuple[str, Thresholds], list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault((job.image_id, job.thresholds), []).append(i)
