@@ -228,10 +228,14 @@ def test_load_test_server_process_is_the_real_command(tiny_checkpoint: Path) -> 
     server = loadtest.ServerProcess(str(tiny_checkpoint), 4, 5.0, "cpu", 1)
     try:
         server.wait_ready(timeout=120)
-        run = loadtest.load(server.url, None, 2, 6, "subprocess", warmup=1, cpu_seconds=server.cpu_seconds)
+        runs = [
+            loadtest.load(server.url, None, 2, 6, kind, warmup=1, cpu_seconds=server.cpu_seconds, client_kind=kind)
+            for kind in ("raw", "remote")
+        ]
     finally:
         server.stop()
-    assert (len(run.latencies), run.errors, run.lost) == (6, [], 0) and run.mean_batch is not None
+    for run in runs:
+        assert (len(run.latencies), run.errors, run.lost) == (6, [], 0) and run.mean_batch is not None
     assert run.server_cpu is not None and run.server_cpu > 0 and "server CPU" in run.line()
     # uvicorn re-raises SIGTERM once it has drained and shut down, hence -SIGTERM (not -SIGKILL)
     assert server.process.returncode == -signal.SIGTERM

@@ -97,8 +97,9 @@ def load(
     images = test_images(clients)
     remotes = [RemoteSegmenter(url, token=token, timeout=300) for _ in range(clients)]
     image_ids = [remote.register(image) for remote, image in zip(remotes, images, strict=True)]
+    closers: list[Callable[[], None]] = [remote.close for remote in remotes]
     senders = [
-        _remote_sender(remote, image, Prompt) if client_kind == "remote" else _raw_sender(url, token, image_id)
+        _remote_sender(remote, image, Prompt) if client_kind == "remote" else _raw_sender(url, token, image_id, closers)
         for remote, image, image_id in zip(remotes, images, image_ids, strict=True)
     ]
     for send in senders:  # warm-up is not timed
@@ -138,8 +139,8 @@ def load(
         run.server_cpu = cpu_seconds() - cpu_before
     if before is not None and after is not None and after[1] > before[1]:
         run.mean_batch = (after[0] - before[0]) / (after[1] - before[1])
-    for remote in remotes:
-        remote.close()
+    for close in closers:
+        close()
     return run
 
 
@@ -152,13 +153,14 @@ def _remote_sender(remote, image, prompt_type) -> Callable[[str], None]:
     return send
 
 
-def _raw_sender(url: str, token: str | None, image_id: str) -> Callable[[str], None]:
+def _raw_sender(url: str, token: str | None, image_id: str, closers: list[Callable[[], None]]) -> Callable[[str], None]:
     import json
 
     import httpx
 
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     http = httpx.Client(base_url=url, headers=headers, timeout=300)
+    closers.append(http.close)
 
     def send(phrase: str) -> None:
         body = json.dumps({"image_id": image_id, "prompts": [{"text": phrase}]})
