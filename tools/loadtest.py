@@ -91,16 +91,18 @@ def load(
     models, retries, instances validated into pydantic models), as the agent does.
     ``cpu_seconds`` (optional) reads the server's CPU time, to report CPU per request.
     """
-    from sam3_agent.schema import Prompt
+    import httpx
+
     from sam3_agent.server.client import RemoteSegmenter
 
     images = test_images(clients)
-    remotes = [RemoteSegmenter(url, token=token, timeout=300) for _ in range(clients)]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    connections = [httpx.Client(base_url=url, headers=headers, timeout=300) for _ in range(clients)]
+    remotes = [RemoteSegmenter(url, token=token, timeout=300, client=http) for http in connections]
     image_ids = [remote.register(image) for remote, image in zip(remotes, images, strict=True)]
-    closers: list[Callable[[], None]] = [remote.close for remote in remotes]
     senders = [
-        _remote_sender(remote, image, Prompt) if client_kind == "remote" else _raw_sender(url, token, image_id, closers)
-        for remote, image, image_id in zip(remotes, images, image_ids, strict=True)
+        _remote_sender(remote, image) if client_kind == "remote" else _raw_sender(http, image_id)
+        for remote, http, image, image_id in zip(remotes, connections, images, image_ids, strict=True)
     ]
     for send in senders:  # warm-up is not timed
         for _ in range(warmup):
@@ -139,32 +141,29 @@ def load(
         run.server_cpu = cpu_seconds() - cpu_before
     if before is not None and after is not None and after[1] > before[1]:
         run.mean_batch = (after[0] - before[0]) / (after[1] - before[1])
-    for close in closers:
-        close()
+    for http in connections:
+        http.close()
     return run
 
 
-def _remote_sender(remote, image, prompt_type) -> Callable[[str], None]:
+def _remote_sender(remote, image) -> Callable[[str], None]:
+    from sam3_agent.schema import Prompt
+
     def send(phrase: str) -> None:
-        found = remote.segment(image, [prompt_type(text=phrase)])
+        found = remote.segment(image, [Prompt(text=phrase)])
         if len(found) != 1:
             raise RuntimeError(f"expected 1 result list, got {len(found)}")
 
     return send
 
 
-def _raw_sender(url: str, token: str | None, image_id: str, closers: list[Callable[[], None]]) -> Callable[[str], None]:
+def _raw_sender(http, image_id: str) -> Callable[[str], None]:
+    """Posts prepared JSON through ``http`` (an httpx.Client with the server's base URL and auth header)."""
     import json
-
-    import httpx
-
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    http = httpx.Client(base_url=url, headers=headers, timeout=300)
-    closers.append(http.close)
 
     def send(phrase: str) -> None:
         body = json.dumps({"image_id": image_id, "prompts": [{"text": phrase}]})
-        response = http.post("/v1/segment", content=body)
+        response = http.post("/v1/segment", content=body, headers={"Content-Type": "application/json"})
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
         instances = json.loads(response.content)["instances"]
