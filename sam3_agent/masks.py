@@ -5,6 +5,7 @@ Masks are bool arrays of shape (height, width); boxes are XYXY pixels with exclu
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,6 +53,12 @@ def _segmented_cumsum(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     total = np.cumsum(values)
     starts = _segment_starts(lengths)
     return total - np.repeat(total[starts] - values[starts], lengths)
+
+
+def _pieces(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """``values`` cut into consecutive views of the given lengths (``np.split`` without its per-piece overhead)."""
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    return [values[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _stored_values(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,36 +127,112 @@ def rle_decode_crops(rles: Sequence[Rle], boxes: Sequence[tuple[int, int, int, i
         raise ValueError(f"expected one box per RLE, got {len(boxes)} boxes for {len(rles)} RLEs")
     if not rles:
         return []
-    counts, per_rle, index = _run_lengths(rles)
-    sizes = np.array([rle.size for rle in rles], np.int64).reshape(-1, 2)
-    heights, widths = sizes[:, 0], sizes[:, 1]
+    counts, per_rle, _ = _run_lengths(rles)
+    runs = _pieces(counts, per_rle)
+    columns = decode_run_crops(runs, [rle.size for rle in rles], boxes)
+    return [_transpose(c).view(bool) for c in columns]
+
+
+def instance_runs(instances: Sequence[Instance]) -> list[np.ndarray]:
+    """Each instance's ``Instance.runs``; those not parsed yet are parsed all in one pass (and cached)."""
+    todo = [inst for inst in instances if "runs" not in inst.__dict__]
+    if todo:
+        counts, per_rle, _ = _run_lengths([inst.rle for inst in todo])
+        for inst, runs in zip(todo, _pieces(counts, per_rle), strict=True):
+            inst.__dict__["runs"] = runs
+    return [inst.runs for inst in instances]
+
+
+def _concat_runs(runs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(all run lengths back to back, runs per mask, each run's number within its mask, its end (flat index))."""
+    per_mask = np.array([len(r) for r in runs], np.int64)
+    if np.any(per_mask == 0):
+        raise ValueError("a mask has no runs (a COCO RLE has at least one count)")
+    counts = np.concatenate(runs).astype(np.int64, copy=False)
+    index = np.arange(len(counts)) - np.repeat(_segment_starts(per_mask), per_mask)
+    return counts, per_mask, index, _segmented_cumsum(counts, per_mask)
+
+
+def run_boxes(runs: Sequence[np.ndarray], heights: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Tight integer XYXY boxes (n, 4) (max corner exclusive) and pixel areas (n,) of masks given as COCO runs.
+
+    ``runs[j]`` is mask j's run lengths (as ``rle_counts``) and ``heights[j]`` its image height. An empty mask
+    gets the box (0, 0, 0, 0) and area 0.
+    """
+    n = len(runs)
+    if n == 0:
+        return np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
+    counts, per_mask, index, ends = _concat_runs(runs)
+    height = np.asarray(heights, np.int64)
+    h = int(height[0]) if np.all(height == height[0]) else np.repeat(height, per_mask)
+    fg = ((index & 1) == 1) & (counts > 0)
+    col0, row0 = np.divmod(ends - counts, np.maximum(h, 1))
+    col1, row1 = np.divmod(ends - 1, np.maximum(h, 1))
+    spans = col0 != col1  # such a run covers a column's bottom and the next column's top
+    # Per mask, min / max over its foreground runs: background runs get values that never win.
+    big = np.iinfo(np.int64).max
+    starts = _segment_starts(per_mask)
+    areas = np.add.reduceat(np.where(fg, counts, 0), starts)
+    boxes = np.stack(
+        [
+            np.minimum.reduceat(np.where(fg, col0, big), starts),
+            np.minimum.reduceat(np.where(fg & ~spans, row0, np.where(fg, 0, big)), starts),
+            np.maximum.reduceat(np.where(fg, col1 + 1, -1), starts),
+            np.maximum.reduceat(np.where(fg & ~spans, row1 + 1, np.where(fg, h, -1)), starts),
+        ],
+        axis=1,
+    )
+    boxes[areas == 0] = 0
+    return boxes, areas
+
+
+def decode_run_crops(
+    runs: Sequence[np.ndarray],
+    sizes: Sequence[tuple[int, int]],
+    boxes: Sequence[tuple[int, int, int, int]],
+    values: Sequence[int] | None = None,
+) -> list[np.ndarray]:
+    """Masks given as COCO runs, decoded on their integer XYXY boxes only, in column-major order.
+
+    Returns per mask a C-contiguous uint8 (x1 - x0, y1 - y0) array (the crop transposed): ``values[j]``
+    (default 1) on the mask, 0 elsewhere. Boxes are clipped to the (height, width) ``sizes[j]``; a box may be
+    larger than the mask's bounding box. Decoding in the RLE's own column-major order makes each run one
+    contiguous stretch of its crop, so all crops are a single ``np.repeat``.
+
+    Raises:
+        ValueError: the runs of a mask do not cover height x width pixels.
+    """
+    if not runs:
+        return []
+    counts, per_mask, index, ends = _concat_runs(runs)
+    sizes_arr = np.array(sizes, np.int64).reshape(-1, 2)
+    heights, widths = sizes_arr[:, 0], sizes_arr[:, 1]
+    if np.any(counts < 0) or np.any(ends[np.cumsum(per_mask) - 1] != heights * widths):
+        raise ValueError("the runs of a COCO RLE do not cover height x width pixels")
     corners = np.array(boxes, np.int64).reshape(-1, 4)
     x0, x1 = (np.clip(corners[:, i], 0, widths) for i in (0, 2))
     y0, y1 = (np.clip(corners[:, i], 0, heights) for i in (1, 3))
     w, h = np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)
-    ends = _segmented_cumsum(counts, per_rle)  # flat (column-major) index just past each run
-    last = np.cumsum(per_rle) - 1
-    if np.any(counts < 0) or np.any(ends[last] != heights * widths):
-        raise ValueError("the runs of a COCO RLE do not cover height x width pixels")
-    # Where each run ends in the crop's own column-major order: a run's pixels inside the box are contiguous
-    # there (rows clipped to y0..y1 in every column it passes), so the crop is the runs repeated.
-    col, row = np.divmod(ends, np.repeat(np.maximum(heights, 1), per_rle))
-    cx0, cx1, cy0, ch = (np.repeat(v, per_rle) for v in (x0, x1, y0, h))
+    # Where each run ends in its crop's column-major order (rows clipped to y0..y1 in every column it passes).
+    col, row = np.divmod(ends, np.repeat(np.maximum(heights, 1), per_mask))
+    cx0, cx1, cy0, ch = (np.repeat(v, per_mask) for v in (x0, x1, y0, h))
     inside = (col - cx0) * ch + np.clip(row - cy0, 0, ch)
-    in_crop = np.where(col < cx0, 0, np.where(col >= cx1, np.repeat(w * h, per_rle), inside))
+    in_crop = np.where(col < cx0, 0, np.where(col >= cx1, np.repeat(w * h, per_mask), inside))
     lengths = np.diff(in_crop, prepend=0)
-    lengths[_segment_starts(per_rle)] = in_crop[_segment_starts(per_rle)]
-    flat = np.split(np.repeat((index & 1) == 1, lengths), np.cumsum(w * h)[:-1])
-    return [_transpose(f.reshape(int(cw), int(rh))) for f, cw, rh in zip(flat, w, h, strict=True)]
+    lengths[_segment_starts(per_mask)] = in_crop[_segment_starts(per_mask)]
+    fill = np.ones(len(runs), np.uint8) if values is None else np.asarray(values, np.uint8)
+    run_values = np.where((index & 1) == 1, np.repeat(fill, per_mask), 0).astype(np.uint8)
+    flat = _pieces(np.repeat(run_values, lengths), w * h)
+    return [f.reshape(int(cw), int(rh)) for f, cw, rh in zip(flat, w.tolist(), h.tolist(), strict=True)]
 
 
 def _transpose(columns: np.ndarray) -> np.ndarray:
-    """A C-contiguous transposed copy of a 2-D bool array (OpenCV's blocked transpose: fast for big arrays)."""
+    """A C-contiguous transposed copy of a 2-D uint8 array (OpenCV's blocked transpose: fast for big arrays)."""
     import cv2  # imported here: about 0.2 s, and the other mask utilities do not need it
 
     if columns.size == 0:
-        return np.zeros(columns.shape[::-1], bool)
-    return cv2.transpose(columns.view(np.uint8)).view(bool)
+        return np.zeros(columns.shape[::-1], np.uint8)
+    return cv2.transpose(columns)
 
 
 def rle_decode_crop(rle: Rle, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -73,8 +73,16 @@ class Instance(_Frozen):
 
         return rle_decode(self.rle)
 
+    @cached_property
+    def runs(self) -> np.ndarray:
+        """The mask's COCO run lengths (int64: background first, then alternating, column by column); parsed
+        from ``rle.counts`` once, on first use (producers that already hold them, like the engine, seed them)."""
+        from sam3_agent.masks import rle_counts
+
+        return rle_counts(self.rle)
+
     def __eq__(self, other: object) -> bool:
-        # Compare fields only: pydantic's default compares __dict__, which may hold the cached mask array.
+        # Compare fields only: pydantic's default compares __dict__, which may hold the cached mask and runs.
         if not isinstance(other, Instance):
             return NotImplemented
         return all(getattr(self, name) == getattr(other, name) for name in type(self).model_fields)
@@ -83,10 +91,11 @@ class Instance(_Frozen):
         return hash(tuple(getattr(self, name) for name in type(self).model_fields))
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Instance:
-        """Copy with ``update``; a new ``rle`` drops the cached decoded mask so it is decoded afresh."""
+        """Copy with ``update``; a new ``rle`` drops the cached mask and runs so they are decoded afresh."""
         copy = super().model_copy(update=update, deep=deep)
         if update and "rle" in update:
             copy.__dict__.pop("mask", None)
+            copy.__dict__.pop("runs", None)
         return copy
 
     @property

@@ -10,7 +10,7 @@ from PIL import Image
 
 from sam3_agent.engine.feature_cache import FeatureCache, image_digest
 from sam3_agent.engine.postprocess import encode_mask, encode_masks, instances_from_logits, logit
-from sam3_agent.masks import mask_to_box, rle_decode, rle_encode
+from sam3_agent.masks import mask_to_box, rle_counts, rle_decode, rle_encode
 from sam3_agent.schema import Thresholds
 
 # -- digests and cache -------------------------------------------------------------------------------------
@@ -90,6 +90,7 @@ def test_encoded_masks_equal_full_upsampling(size: tuple[int, int], mask_thresho
         assert np.count_nonzero(mask != ref) <= 3, i
         assert enc.rle == rle_encode(mask)
         assert enc.box == mask_to_box(mask) and enc.area == int(mask.sum())
+        assert enc.runs.tolist() == rle_counts(enc.rle).tolist()
 
 
 def test_encode_mask_edge_thresholds() -> None:
@@ -109,6 +110,8 @@ def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
     assert [inst.id for inst in instances] == list(range(len(kept)))
     assert all(inst.phrase == "cup" and inst.presence_score == pytest.approx(0.97) for inst in instances)
     assert all(inst.rle.size == (144, 100) for inst in instances)
+    # The run lengths come along, seeded, so that overlays need not parse the strings again.
+    assert all("runs" in inst.__dict__ and inst.runs.tolist() == rle_counts(inst.rle).tolist() for inst in instances)
     deduped = instances_from_logits(logits, scores, (144, 100), Thresholds(score=0.3, nms_iom=0.5), "cup")
     # Mask 0 covers the whole image: everything scored below it is nested in it and goes.
     assert len(deduped) < len(instances) and deduped[0].score == instances[0].score

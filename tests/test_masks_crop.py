@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam3_agent.masks import rle_counts, rle_decode, rle_decode_crop, rle_decode_crops, rle_encode
-from sam3_agent.schema import Rle
+from sam3_agent.masks import (
+    decode_run_crops,
+    instance_runs,
+    mask_to_box,
+    rle_counts,
+    rle_decode,
+    rle_decode_crop,
+    rle_decode_crops,
+    rle_encode,
+    run_boxes,
+)
+from sam3_agent.schema import Instance, Rle
 
 
 def runs_of(mask: np.ndarray) -> list[int]:
@@ -183,3 +193,48 @@ def test_zero_sized_masks() -> None:
         rle = rle_encode(np.zeros(shape, bool))
         assert rle_counts(rle).tolist() == [0]
         assert rle_decode_crop(rle, (0, 0, 5, 5)).shape == shape
+
+
+def test_run_boxes_are_the_tight_boxes_and_areas_of_the_masks() -> None:
+    rng = np.random.default_rng(5)
+    masks = [random_mask(rng, *(int(v) for v in rng.integers(1, 40, 2))) for _ in range(80)]
+    masks += list(SPECIAL.values())
+    runs = [rle_counts(rle_encode(mask)) for mask in masks]
+    boxes, areas = run_boxes(runs, [mask.shape[0] for mask in masks])
+    for mask, box, area in zip(masks, boxes.tolist(), areas.tolist(), strict=True):
+        assert area == int(mask.sum())
+        assert tuple(box) == mask_to_box(mask)
+    # One image height for all (the common case) and zero-length runs between others.
+    same = [np.array([1, 0, 0, 2, 5, 0, 4]), np.array([3, 0, 0, 2, 4, 0, 3]), np.array([12]), np.array([0, 5, 7])]
+    boxes, areas = run_boxes(same, [4, 4, 4, 4])
+    assert areas.tolist() == [2, 2, 0, 5]
+    assert boxes.tolist() == [[0, 1, 1, 3], [0, 0, 2, 4], [0, 0, 0, 0], [0, 0, 2, 4]]
+    assert run_boxes([], []) == (pytest.approx(np.zeros((0, 4))), pytest.approx(np.zeros(0)))
+
+
+def test_run_crops_are_the_transposed_crops_with_their_values() -> None:
+    rng = np.random.default_rng(6)
+    masks, boxes = [], []
+    for _ in range(40):
+        masks.append(random_mask(rng, *(int(v) for v in rng.integers(1, 30, 2))))
+        boxes.append(random_box(rng, *masks[-1].shape))
+    runs = [rle_counts(rle_encode(mask)) for mask in masks]
+    values = rng.integers(1, 256, len(masks)).tolist()
+    crops = decode_run_crops(runs, [mask.shape for mask in masks], boxes, values)
+    for mask, box, value, crop in zip(masks, boxes, values, crops, strict=True):
+        assert crop.dtype == np.uint8 and crop.flags.c_contiguous
+        np.testing.assert_array_equal(crop, expected_crop(rle_encode(mask), box).T * np.uint8(value))
+    with pytest.raises(ValueError, match="do not cover"):
+        decode_run_crops([np.array([3, 4])], [(3, 3)], [(0, 0, 3, 3)])
+
+
+def test_instance_runs_are_parsed_once_and_dropped_with_a_new_rle() -> None:
+    rng = np.random.default_rng(7)
+    a, b = (rle_encode(random_mask(rng, 20, 30)) for _ in range(2))
+    inst = Instance(id=0, phrase="x", score=0.9, box=(0, 0, 1, 1), rle=a, area=1)
+    assert "runs" not in inst.__dict__
+    (runs,) = instance_runs([inst])
+    assert runs.tolist() == rle_counts(a).tolist()
+    assert instance_runs([inst])[0] is runs is inst.runs  # cached, not parsed again
+    assert inst.model_copy(update={"id": 3}).runs is runs
+    assert inst.model_copy(update={"rle": b}).runs.tolist() == rle_counts(b).tolist()

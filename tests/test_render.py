@@ -98,6 +98,29 @@ def test_label_point_is_deep_inside_convex_and_concave_shapes() -> None:
     assert mask[max(0, y - 8) : y + 9, max(0, x - 8) : x + 9].all()
 
 
+def test_label_points_of_many_masks_from_one_atlas_equal_one_by_one() -> None:
+    """All crops share one distance transform; each must get the peak of its own transform."""
+    from sam3_agent.render import _label_points, _peak_in_crop
+
+    rng = np.random.default_rng(1)
+    crops = []
+    for _ in range(70):
+        h, w = (int(v) for v in rng.integers(1, 160, 2))
+        crop = (rng.random((h, w)) < rng.uniform(0.3, 1.0)).astype(np.uint8)
+        crop = np.maximum(crop, disk(h / 2, w / 2, min(h, w) / 2, (h, w)))  # big crops keep a solid core
+        crop[rng.integers(h), rng.integers(w)] = 1  # never empty
+        crops.append(crop)
+    thin = np.zeros((200, 7), np.uint8)
+    thin[:, 3] = 1  # missed by its every-5th-column sampling grid: searched at full size
+    crops.append(thin)
+    points = _label_points(crops)
+    for crop, (row, col) in zip(crops, points, strict=True):
+        step = -(-max(crop.shape) // 48)
+        sample = crop[::step, ::step]
+        expected = tuple(v * step for v in _peak_in_crop(sample)) if sample.any() else _peak_in_crop(crop)
+        assert (row, col) == expected and crop[row, col]
+
+
 def test_label_point_rejects_empty_and_non_2d_masks() -> None:
     with pytest.raises(ValueError, match="empty"):
         label_point(np.zeros((4, 4), bool))

@@ -23,16 +23,17 @@ Box choice: an instance's box is the tight box of its thresholded mask (XYXY pix
 exclusive, like ``sam3_agent.masks.mask_to_box``), not SAM 3's regressed ``pred_boxes``, so that box,
 mask and area always agree.
 
-This module is torch-free: it takes numpy arrays.
+This module is torch-free: it takes numpy arrays (and uses OpenCV for one bounding-box scan per mask).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from sam3_agent.masks import nms
@@ -119,16 +120,14 @@ class _Switches:
 
 
 class _SupportFinder:
-    """Finds each (h, w) mask's support window; one reusable scratch buffer for all masks of a call.
-
-    The thresholded mask goes into a bool buffer whose rows are padded to a multiple of 8 bytes, so that
-    "does this row hold a support cell" is a bitwise-or over 8-byte words instead of over single bytes
-    (several times faster in numpy).
-    """
+    """Finds each (h, w) mask's support window; one reusable scratch buffer for all masks of a call."""
 
     def __init__(self, h: int, w: int, cols: _Axis, threshold: float) -> None:
-        self.cols, self.threshold, self.w = cols, threshold, w
-        self.support = np.zeros((h, -(-w // 8) * 8), dtype=bool)  # padding columns stay False
+        self.threshold = threshold
+        self.support = np.empty((h, w), dtype=bool)
+        # Output columns reading low-res column c: from first_x[c] (hi >= c) to last_x[c] (lo <= c, exclusive).
+        self.first_x = np.searchsorted(cols.hi, np.arange(w), side="left").tolist()
+        self.last_x = np.searchsorted(cols.lo, np.arange(w), side="right").tolist()
 
     def window(self, logits: np.ndarray) -> tuple[int, int, int, int] | None:
         """(x0, x1, k0, k1) of one mask's window, or None when no output pixel can reach the threshold.
@@ -136,20 +135,14 @@ class _SupportFinder:
         Only output columns x0:x1 reading a support column (a cell at the threshold) are kept, and only
         source rows k0:k1 from just above to just below the support.
         """
-        support = self.support
-        np.greater_equal(logits, self.threshold, out=support[:, : self.w])
-        in_rows = np.bitwise_or.reduce(support.view(np.uint64), axis=1) != 0
-        r0 = int(in_rows.argmax())
-        if not in_rows[r0]:
+        np.greater_equal(logits, self.threshold, out=self.support)
+        c0, r0, n_cols, n_rows = cv2.boundingRect(self.support.view(np.uint8))
+        if n_cols == 0:
             return None
-        r1 = len(in_rows) - int(in_rows[::-1].argmax())  # one past the last support row
-        in_cols = support[r0:r1, : self.w].any(axis=0)
-        c0, c1 = int(in_cols.argmax()), len(in_cols) - 1 - int(in_cols[::-1].argmax())
-        cols = self.cols
-        x0, x1 = int(np.searchsorted(cols.hi, c0, side="left")), int(np.searchsorted(cols.lo, c1, side="right"))
+        x0, x1 = self.first_x[c0], self.last_x[c0 + n_cols - 1]
         if x0 >= x1:  # downsampling: no output column reads the support
             return None
-        return x0, x1, max(r0 - 1, 0), min(r1 + 1, len(in_rows))
+        return x0, x1, max(r0 - 1, 0), min(r0 + n_rows + 1, len(self.support))
 
 
 def _fill_window(
@@ -247,11 +240,12 @@ def _switch_positions(sw: _Switches, rows: _Axis, threshold: float) -> np.ndarra
 
 @dataclass(frozen=True)
 class EncodedMask:
-    """One thresholded, upsampled mask: its full-image RLE, tight box and pixel count."""
+    """One thresholded, upsampled mask: its full-image RLE (also as run lengths), tight box and pixel count."""
 
     rle: Rle
     box: BoxXYXY  # pixels of the original image, max corner exclusive
     area: int
+    runs: np.ndarray = field(compare=False)  # the RLE's counts as int64 (``sam3_agent.masks.rle_counts``)
 
 
 def encode_masks(
@@ -311,13 +305,17 @@ def _encode_runs(
     with_tail = tails != 0
     counts = np.insert(gaps, bounds[filled + 1][with_tail], tails[with_tail])
     lengths = bounds[filled + 1] - bounds[filled] + with_tail
-    strings = _coco_strings(counts, np.concatenate([[0], np.cumsum(lengths)]))
+    count_starts = np.concatenate([[0], np.cumsum(lengths)])
+    strings = _coco_strings(counts, count_starts)
+    bounds = count_starts.tolist()
+    runs = [counts[a:b] for a, b in itertools.pairwise(bounds)]
     out: list[EncodedMask | None] = [None] * n_slots
     for j, slot in enumerate(filled.tolist()):
         out[slot] = EncodedMask(
             rle=Rle(size=(height, width), counts=strings[j]),
             box=(float(x0[j]), float(top[j]), float(x1[j]), float(bottom[j])),
             area=int(areas[j]),
+            runs=runs[j],
         )
     return out
 
@@ -383,17 +381,17 @@ def instances_from_logits(
     for idx, encoded in zip(order, encode_masks(mask_logits, image_size, thresholds.mask, order), strict=True):
         if encoded is None:
             continue
-        instances.append(
-            Instance(
-                id=len(instances),
-                phrase=phrase,
-                score=min(max(float(scores[idx]), 0.0), 1.0),
-                presence_score=presence,
-                box=encoded.box,
-                rle=encoded.rle,
-                area=encoded.area,
-            )
+        instance = Instance(
+            id=len(instances),
+            phrase=phrase,
+            score=min(max(float(scores[idx]), 0.0), 1.0),
+            presence_score=presence,
+            box=encoded.box,
+            rle=encoded.rle,
+            area=encoded.area,
         )
+        instance.__dict__["runs"] = encoded.runs  # seeds the cached property: no re-parsing of the string
+        instances.append(instance)
     if thresholds.nms_iom is not None and len(instances) > 1:
         kept = nms(instances, threshold=thresholds.nms_iom, metric="iom")
         instances = [inst.model_copy(update={"id": i}) for i, inst in enumerate(kept)]
