@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import lru_cache
 
 import cv2
@@ -64,11 +65,17 @@ class _Axis:
     hi: np.ndarray  # (dst,) int64, lo <= hi <= lo + 1
     w: np.ndarray  # (dst,) float32 in [0, 1)
     group_start: np.ndarray  # (src + 1,) int64
+    # (p, q) with src / dst = p / q in lowest terms, when q is small: every p source cells map onto exactly
+    # q output pixels, so a window of whole periods resizes on its own with the global sampling grid.
+    period: tuple[int, int] | None
+
+
+_MAX_PERIOD = 32  # longer periods widen the windows too much: those axes interpolate with numpy
 
 
 @lru_cache(maxsize=32)
 def _axis(src: int, dst: int) -> _Axis:
-    scale = src / dst
+    scale, ratio = src / dst, Fraction(src, dst)
     pos = np.maximum((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
     lo = np.minimum(np.floor(pos).astype(np.int64), src - 1)
     hi = np.minimum(lo + 1, src - 1)
@@ -82,6 +89,7 @@ def _axis(src: int, dst: int) -> _Axis:
         hi=hi,
         w=w,
         group_start=np.searchsorted(lo, np.arange(src + 1), side="left"),
+        period=(ratio.numerator, ratio.denominator) if ratio.denominator <= _MAX_PERIOD else None,
     )
 
 
@@ -161,19 +169,37 @@ def _fill_window(
     one row beyond the support, and rows outside the support are off everywhere).
     """
     x0, x1, k0, k1 = window
-    c_lo, c_hi = cols.lo[x0:x1], cols.hi[x0:x1]
-    c0 = int(c_lo[0])
-    source = np.ascontiguousarray(logits[k0:k1, c0 : int(c_hi[-1]) + 1].T)  # (low-res cols, low-res rows)
-    left = source[c_lo - c0]
-    np.subtract(source[c_hi - c0], left, out=values)
-    values *= cols.w[x0:x1, None]
-    values += left
+    if cols.period is not None:
+        _resize_columns(logits[k0:k1], x0, x1, cols, values)
+    else:
+        source = logits[k0:k1].T  # (low-res cols, window rows), strided
+        left = source[cols.lo[x0:x1]]
+        np.subtract(source[cols.hi[x0:x1]], left, out=values)
+        values *= cols.w[x0:x1, None]
+        values += left
     np.greater_equal(values, threshold, out=above[:, 1:-1])
     # Window rows outside the support are off (in exact arithmetic; pin them against rounding).
     if k0 != 0:
         above[:, 1] = False
     if k1 != logits.shape[0]:
         above[:, -2] = False
+
+
+def _resize_columns(rows: np.ndarray, x0: int, x1: int, cols: _Axis, values: np.ndarray) -> None:
+    """``values`` = output columns x0:x1 of the (n_rows, w) ``rows`` interpolated across, transposed.
+
+    OpenCV's bilinear resize samples like ``interpolate(align_corners=False)``. Run on whole periods of the
+    axis (source cells ws:we, a multiple of p, onto output pixels xs:xs + n, a multiple of q), it puts every
+    output pixel at its global position. The window holds every cell that columns x0:x1 read, so OpenCV's
+    border replication reaches them only at the image's own edges, as torch's clamping does. Rows keep
+    their scale (identity).
+    """
+    p, q = cols.period  # type: ignore[misc]
+    ws = int(cols.lo[x0]) // p * p
+    we = min(-(-(int(cols.hi[x1 - 1]) + 1) // p) * p, rows.shape[1])
+    xs, n = ws // p * q, (we - ws) // p * q
+    resized = cv2.resize(rows[:, ws:we], (n, rows.shape[0]), interpolation=cv2.INTER_LINEAR)
+    cv2.transpose(resized[:, x0 - xs : x1 - xs], dst=values)
 
 
 def _collect_switches(
