@@ -114,6 +114,27 @@ def test_period_windows_resize_onto_the_global_sampling_grid(src: int, dst: int)
     assert _axis(72, 83).period is None  # long periods take the numpy path (covered by the sizes above)
 
 
+@pytest.mark.parametrize("src,dst", [(288, 1008), (72, 83), (72, 30), (5, 5), (1, 7)])
+def test_first_reaching_equals_searchsorted(src: int, dst: int) -> None:
+    from sam3_agent.engine.postprocess import _axis, _first_reaching
+
+    axis = _axis(src, dst)
+    rng = np.random.default_rng(dst)
+    exact = rng.choice(axis.pos, 300)  # on the grid, where rounding decides
+    t = np.concatenate(
+        [
+            rng.uniform(-2, src + 1, 300),
+            exact,
+            np.nextafter(exact, np.inf),
+            np.nextafter(exact, -np.inf),
+            [0.0, -0.0, -1e-300, 1e-300, src - 1.0, 1e9, -1e9],
+        ]
+    )
+    for rising, side in ((True, "left"), (False, "right")):
+        found = _first_reaching(axis, t, np.full(len(t), rising))
+        np.testing.assert_array_equal(found, np.searchsorted(axis.pos, t, side=side))
+
+
 def test_encode_mask_edge_thresholds() -> None:
     logits = blob_logits(6)
     everything = encode_mask(logits[5], (50, 60), 0.0)  # p >= 0 holds everywhere
@@ -155,5 +176,10 @@ def test_coco_strings_match_pycocotools_for_small_huge_and_falling_counts() -> N
         all_counts.append(runs)
         encoded = coco_mask.frPyObjects({"size": [height, width], "counts": runs.tolist()}, height, width)
         strings.append(encoded["counts"].decode("ascii"))
+    # Masks of one, two and three runs (empty, full, one block) between them: nothing there is a delta.
+    for position, runs in ((1, [height * width]), (3, [0, height * width]), (4, [5, 7, height * width - 12])):
+        all_counts.insert(position, np.array(runs, np.int64))
+        encoded = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+        strings.insert(position, encoded["counts"].decode("ascii"))
     starts = np.concatenate([[0], np.cumsum([len(c) for c in all_counts])])
     assert _coco_strings(np.concatenate(all_counts), starts) == strings

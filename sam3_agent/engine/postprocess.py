@@ -100,14 +100,15 @@ def _first_reaching(axis: _Axis, t: np.ndarray, rising: np.ndarray) -> np.ndarra
     many values), corrected against pos where rounding puts it one off.
     """
     n = len(axis.pos)
+    t = np.where(rising, t, np.nextafter(t, np.inf))  # pos > t  <=>  pos >= the next float after t
     with np.errstate(over="ignore", invalid="ignore"):
         raw = np.clip((t + 0.5) / axis.scale - 0.5, -1.0, n + 1.0)
     guess = np.clip(np.ceil(raw).astype(np.int64), 0, n)
     below, here = axis.pos_padded[guess], axis.pos_padded[guess + 1]  # pos[guess - 1], pos[guess]
-    guess -= np.where(rising, below >= t, below > t)
-    guess += np.where(rising, here < t, here <= t)
+    guess -= below >= t
+    guess += here < t
     # pos is clamped to 0 at the first edge, which the closed form does not see.
-    guess[np.where(rising, t <= 0, t < 0)] = 0
+    guess[t <= 0] = 0
     return guess
 
 
@@ -335,14 +336,11 @@ def _encode_runs(
     strings = _coco_strings(counts, count_starts)
     bounds = count_starts.tolist()
     runs = [counts[a:b] for a, b in itertools.pairwise(bounds)]
+    boxes = np.stack([x0, top, x1, bottom], axis=1).astype(np.float64).tolist()
     out: list[EncodedMask | None] = [None] * n_slots
-    for j, slot in enumerate(filled.tolist()):
-        out[slot] = EncodedMask(
-            rle=Rle(size=(height, width), counts=strings[j]),
-            box=(float(x0[j]), float(top[j]), float(x1[j]), float(bottom[j])),
-            area=int(areas[j]),
-            runs=runs[j],
-        )
+    for j, (slot, area) in enumerate(zip(filled.tolist(), areas.tolist(), strict=True)):
+        rle = Rle(size=(height, width), counts=strings[j])
+        out[slot] = EncodedMask(rle=rle, box=tuple(boxes[j]), area=area, runs=runs[j])
     return out
 
 
@@ -355,19 +353,20 @@ def _coco_strings(counts: np.ndarray, starts: np.ndarray) -> list[str]:
     significant first, as characters 48 + group (+ 32 when another group follows), until the rest of the
     value is its sign extension (0, or -1 for negative values) and the last group's bit 4 agrees with it.
     """
-    index = np.arange(len(counts)) - np.repeat(starts[:-1], np.diff(starts))
     value = counts.copy()
-    delta = np.flatnonzero(index > 2)
-    value[delta] -= counts[delta - 2]
+    value[2:] -= counts[:-2]
+    head = (starts[:-1, None] + np.arange(3)).ravel()  # each mask's first three counts stay as they are
+    head = head[head < np.repeat(starts[1:], 3)]
+    value[head] = counts[head]
     # Groups a value needs: its bits up to and including the sign bit, 5 per group (at least one group).
     magnitude = np.where(value < 0, ~value, value)
-    bits = np.frexp(magnitude.astype(np.float64))[1]  # bit length; exact below 2**53
-    n_groups = np.maximum(bits // 5 + 1, 1)
-    group = np.arange(int(n_groups.sum())) - np.repeat(np.cumsum(n_groups) - n_groups, n_groups)
-    owner = np.repeat(value, n_groups)
-    chars = ((owner >> (5 * group)) & 0x1F) + 48 + 32 * (group < np.repeat(n_groups, n_groups) - 1)
+    n_groups = np.frexp(magnitude.astype(np.float64))[1] // 5 + 1  # frexp: the bit length, exact below 2**53
+    group_end = np.cumsum(n_groups)
+    group = np.arange(int(group_end[-1]) if len(group_end) else 0) - np.repeat(group_end - n_groups, n_groups)
+    more = group < np.repeat(n_groups - 1, n_groups)
+    chars = ((np.repeat(value, n_groups) >> (5 * group)) & 0x1F) + 48 + 32 * more
     text = chars.astype(np.uint8).tobytes().decode("ascii")
-    ends = np.concatenate([[0], np.cumsum(n_groups)])[starts].tolist()
+    ends = np.concatenate([[0], group_end])[starts].tolist()
     return [text[a:b] for a, b in itertools.pairwise(ends)]
 
 
