@@ -151,7 +151,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def _font_size(width: int, height: int) -> int:
     """Label font size in pixels: about 1/45 of the short side, within [10, 40]."""
-    return int(np.clip(round(min(width, height) / 45), 10, 40))
+    return min(max(round(min(width, height) / 45), 10), 40)
 
 
 @lru_cache(maxsize=4096)
@@ -263,8 +263,9 @@ def render_overlay(
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be within [0, 1], got {alpha}")
-    for inst in instances:
-        _check_size(image, inst)
+    if any(size != (image.height, image.width) for size in {inst.rle.size for inst in instances}):
+        for inst in instances:  # name the first that differs
+            _check_size(image, inst)
     arr = _rgb_array(image)
     height, width = arr.shape[:2]
     boxes, areas = _mask_boxes(instances)
