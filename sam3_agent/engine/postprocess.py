@@ -254,14 +254,13 @@ def _collect_switches(
 def _switch_positions(sw: _Switches, rows: _Axis, threshold: float) -> np.ndarray:
     """Column-major pixel index (row + col * height) of every switch; non-decreasing within a slot."""
     height = len(rows.pos)
-    at = np.where(sw.row < 0, 0, height)
-    inner = sw.inner
-    if inner.any():
-        k = sw.row[inner]
-        with np.errstate(divide="ignore", invalid="ignore"):  # inner switches have step != 0
-            cross = k + (threshold - sw.base[inner]) / sw.step[inner]
-        found = _first_reaching(rows, cross, sw.rising[inner])
-        at[inner] = np.clip(found, rows.group_start[k], rows.group_start[k + 1])
+    # Computed for all switches, edge ones included (whose results are then replaced): cheaper than
+    # selecting the inner ones first.
+    with np.errstate(divide="ignore", invalid="ignore"):  # inner switches have step != 0
+        cross = np.where(sw.inner, sw.row + (threshold - sw.base) / sw.step, 0.0)
+    found = _first_reaching(rows, cross, sw.rising)
+    inside = np.clip(found, rows.group_start[sw.row], rows.group_start[sw.row + 1])  # row -1 wraps: replaced
+    at = np.where(sw.inner, inside, np.where(sw.row < 0, 0, height))
     return sw.col * height + at
 
 
@@ -301,9 +300,13 @@ def encode_masks(
     # top of the next one; an interval clipped to nothing) add up to 0: drop them. The rest alternate
     # on, off, on, ... within each mask.
     key = sw.slot * (height * width + 1) + positions
-    first = np.flatnonzero(np.diff(key, prepend=-1))
-    keep = first[np.add.reduceat(np.where(sw.rising, 1, -1), first) != 0] if len(first) else first
-    encoded = _encode_runs(sw.slot[keep], positions[keep], len(slots), height, width)
+    if len(key) and np.any(key[1:] == key[:-1]):
+        first = np.flatnonzero(np.diff(key, prepend=-1))
+        keep = first[np.add.reduceat(np.where(sw.rising, 1, -1), first) != 0]
+        edge_slot, positions = sw.slot[keep], positions[keep]
+    else:
+        edge_slot = sw.slot
+    encoded = _encode_runs(edge_slot, positions, len(slots), height, width)
     by_index = dict(zip(slots, encoded, strict=True))
     return [by_index.get(i) for i in order]
 
