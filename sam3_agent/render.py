@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sam3_agent.errors import ImageError
 from sam3_agent.masks import decode_run_crops, instance_runs, run_boxes
+from sam3_agent.parallel import beside
 from sam3_agent.schema import Instance
 
 _GOLDEN = 0.618033988749895
@@ -218,17 +219,44 @@ def _fill_layer(
     lut = np.zeros((256, 1, 3), np.uint8)
     lut[1 : len(colors) + 1, 0] = colors
     region = arr[uy0:uy1, ux0:ux1]
-    colored = cv2.applyColorMap(labels, lut)  # a plain 1-to-3-channel lookup with a user colour map
-    covered = cv2.compare(labels, 0, cv2.CMP_GT)
-    cv2.copyTo(cv2.addWeighted(region, 1.0 - alpha, colored, alpha, 0.0), covered, region)
+    if len(labels) < 2 * _MIN_STRIPE:
+        _blend_rows(region, labels, lut, alpha, thickness, 0, len(labels))
+        return
+    # Two stripes, one on the helper thread: every OpenCV pass below releases the GIL.
+    middle = len(labels) // 2
+    top = beside(_blend_rows, region, labels, lut, alpha, thickness, 0, middle)
+    _blend_rows(region, labels, lut, alpha, thickness, middle, len(labels))
+    top.result()
+
+
+_MIN_STRIPE = 128  # rows; smaller layers are blended in one go
+
+
+def _blend_rows(
+    region: np.ndarray, labels: np.ndarray, lut: np.ndarray, alpha: float, thickness: int, y0: int, y1: int
+) -> None:
+    """Colour (``lut``), blend and outline rows y0:y1 of ``region`` after its uint8 ``labels`` (0 = no mask).
+
+    The outline needs ``thickness`` rows of labels beyond y0:y1; rows past the labels count as outside.
+    """
+    rows, row_labels = region[y0:y1], labels[y0:y1]
+    colored = cv2.applyColorMap(row_labels, lut)  # a plain 1-to-3-channel lookup with a user colour map
+    covered = cv2.compare(row_labels, 0, cv2.CMP_GT)
+    cv2.copyTo(cv2.addWeighted(rows, 1.0 - alpha, colored, alpha, 0.0), covered, rows)
     if thickness > 0:
         # A labelled pixel is on an outline when a 4-neighbour (or the outside) has another label.
         # (max - min over the 4-neighbourhood, outside = 0) > 0 exactly there.
+        above, below = max(y0 - thickness, 0), min(y1 + thickness, len(labels))
         cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
         spread = cv2.morphologyEx(
-            labels, cv2.MORPH_GRADIENT, cross, iterations=thickness, borderType=cv2.BORDER_CONSTANT, borderValue=0
-        )
-        cv2.copyTo(colored, cv2.bitwise_and(cv2.compare(spread, 0, cv2.CMP_GT), covered), region)
+            labels[above:below],
+            cv2.MORPH_GRADIENT,
+            cross,
+            iterations=thickness,
+            borderType=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )[y0 - above : y1 - above]
+        cv2.copyTo(colored, cv2.bitwise_and(cv2.compare(spread, 0, cv2.CMP_GT), covered), rows)
 
 
 def render_overlay(
@@ -266,19 +294,20 @@ def render_overlay(
     if any(size != (image.height, image.width) for size in {inst.rle.size for inst in instances}):
         for inst in instances:  # name the first that differs
             _check_size(image, inst)
-    arr = _rgb_array(image)
-    height, width = arr.shape[:2]
+    image_array = beside(_rgb_array, image)  # Pillow's conversion runs while the masks are decoded
+    height, width = image.height, image.width
     boxes, areas = _mask_boxes(instances)
     order = sorted((j for j in range(len(instances)) if areas[j] > 0), key=lambda j: (-areas[j], instances[j].id))
     drawn = [instances[j] for j in order]
     drawn_boxes = [boxes[j] for j in order]
     thickness = (1 if min(width, height) < 1500 else 2) if outline else 0
-    crops: list[np.ndarray] = []
-    for start in range(0, len(drawn), 255):
-        layer, layer_boxes = drawn[start : start + 255], drawn_boxes[start : start + 255]
-        layer_crops = _column_crops(layer, layer_boxes, range(1, len(layer) + 1))
-        _fill_layer(arr, layer_boxes, layer_crops, alpha, thickness, [_color(inst.id) for inst in layer])
-        crops += layer_crops
+    # Labels are uint8: layers of up to 255 masks, each mask holding its number in its layer.
+    crops = _column_crops(drawn, drawn_boxes, [j % 255 + 1 for j in range(len(drawn))])
+    layers = [slice(start, start + 255) for start in range(0, len(drawn), 255)]
+    arr = image_array.result()
+    for part in layers:
+        colors = [_color(inst.id) for inst in drawn[part]]
+        _fill_layer(arr, drawn_boxes[part], crops[part], alpha, thickness, colors)
     size = font_size or _font_size(width, height)
     points = _label_points(crops)  # (x, y) in the boxes: the crops are transposed
     for inst, (x0, y0, _, _), (x, y) in zip(drawn, drawn_boxes, points, strict=True):

@@ -1,0 +1,67 @@
+"""A second thread for big OpenCV / Pillow passes, which release the GIL while they work.
+
+``beside(fn, *args)`` starts ``fn`` on one process-wide helper thread and returns a future; the caller
+goes on with other work and collects the result later. On a single core, or when called from the helper
+thread itself, ``fn`` runs at once, inline. The helper is created on first use and forgotten in forked
+children (a fork copies no threads). Only worth it for passes of a millisecond or more: a hand-over
+costs tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+R = TypeVar("R")
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_helper_ident: int | None = None
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _mark_helper() -> None:
+    global _helper_ident
+    _helper_ident = threading.get_ident()
+
+
+def _helper() -> ThreadPoolExecutor | None:
+    global _pool
+    if cores() < 2 or threading.get_ident() == _helper_ident:
+        return None
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(1, thread_name_prefix="sam3-agent-beside", initializer=_mark_helper)
+        return _pool
+
+
+def _forget_helper() -> None:
+    global _pool, _lock, _helper_ident
+    _pool, _lock, _helper_ident = None, threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helper)
+
+
+def beside(fn: Callable[..., R], /, *args: object) -> Future[R]:
+    """``fn(*args)`` on the helper thread (or inline, see the module docstring); its future."""
+    pool = _helper()
+    if pool is not None:
+        return pool.submit(fn, *args)
+    done: Future[R] = Future()
+    try:
+        done.set_result(fn(*args))
+    except BaseException as error:  # handed to whoever collects the result, as a pool would
+        done.set_exception(error)
+    return done
