@@ -135,6 +135,23 @@ def test_first_reaching_equals_searchsorted(src: int, dst: int) -> None:
         np.testing.assert_array_equal(found, np.searchsorted(axis.pos, t, side=side))
 
 
+@pytest.mark.parametrize("n_cores", [1, 2])
+def test_windows_found_on_two_threads_equal_one(monkeypatch: pytest.MonkeyPatch, n_cores: int) -> None:
+    from sam3_agent import parallel
+    from sam3_agent.engine.postprocess import _axis, _find_windows, _SupportFinder
+
+    monkeypatch.setattr(parallel, "cores", lambda: n_cores)
+    masks = list(blob_logits(40))
+    cols = _axis(72, 200)
+    one_by_one = [_SupportFinder(72, 72, cols, 0.0).window(m) for m in masks]
+    assert _find_windows(masks, cols, 0.0) == one_by_one
+    assert _find_windows(masks[:3], cols, 0.0) == one_by_one[:3]
+    assert _find_windows([], cols, 0.0) == []
+    assert encode_masks(np.stack(masks), (150, 200), 0.5) == encode_masks(np.stack(masks[:15]), (150, 200), 0.5) + [
+        encode_mask(m, (150, 200), 0.5) for m in masks[15:]
+    ]
+
+
 def test_encode_mask_edge_thresholds() -> None:
     logits = blob_logits(6)
     everything = encode_mask(logits[5], (50, 60), 0.0)  # p >= 0 holds everywhere

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from sam3_agent.masks import nms
+from sam3_agent.parallel import beside
 from sam3_agent.schema import BoxXYXY, Instance, Rle, Thresholds
 
 
@@ -203,6 +204,26 @@ def _resize_columns(rows: np.ndarray, x0: int, x1: int, cols: _Axis, values: np.
     cv2.transpose(resized[:, x0 - xs : x1 - xs], dst=values)
 
 
+def _find_windows(masks: list[np.ndarray], cols: _Axis, threshold: float) -> list[tuple[int, int, int, int] | None]:
+    """``_SupportFinder.window`` of each (h, w) mask.
+
+    This reads every mask in full, in calls that release the GIL: half of the masks go to the helper
+    thread. (Filling the windows afterwards is many small calls, which one thread does faster.)
+    """
+
+    def find(part: list[np.ndarray]) -> list[tuple[int, int, int, int] | None]:
+        finder = _SupportFinder(*masks[0].shape, cols, threshold)  # a scratch buffer of its own
+        return [finder.window(logits) for logits in part]
+
+    if len(masks) < 16:
+        return find(masks) if masks else []
+    odd = beside(find, masks[1::2])
+    found: list[tuple[int, int, int, int] | None] = [None] * len(masks)
+    found[0::2] = find(masks[0::2])
+    found[1::2] = odd.result()
+    return found
+
+
 def _collect_switches(
     mask_logits: np.ndarray, indices: list[int], rows: _Axis, cols: _Axis, threshold: float
 ) -> tuple[_Switches, list[int]]:
@@ -211,17 +232,11 @@ def _collect_switches(
     Per mask only its window is computed, into one flat buffer for all masks; everything per switch is done
     once for all masks.
     """
-    windows: list[tuple[int, int, int, int]] = []
-    slots: list[int] = []
-    kept: list[np.ndarray] = []
-    finder = _SupportFinder(mask_logits.shape[1], mask_logits.shape[2], cols, threshold)
-    for i in indices:
-        logits = np.asarray(mask_logits[i], dtype=np.float32)  # a view when already float32
-        window = finder.window(logits)
-        if window is not None:
-            windows.append(window)
-            slots.append(i)
-            kept.append(logits)
+    masks = [np.asarray(mask_logits[i], dtype=np.float32) for i in indices]  # views when already float32
+    found = _find_windows(masks, cols, threshold)
+    kept = [j for j, window in enumerate(found) if window is not None]
+    windows = [found[j] for j in kept]  # type: ignore[misc]
+    slots = [indices[j] for j in kept]
     if not windows:
         empty = np.zeros(0, dtype=np.int64)
         flags, floats = empty.astype(bool), empty.astype(np.float64)
@@ -232,7 +247,7 @@ def _collect_switches(
     value_starts, above_starts = np.cumsum(sizes) - sizes, np.cumsum(padded_sizes) - padded_sizes
     flat_values = np.empty(int(sizes.sum()), dtype=np.float32)
     flat_above = np.zeros(int(padded_sizes.sum()), dtype=bool)
-    for j, (logits, window) in enumerate(zip(kept, windows, strict=True)):
+    for j, (logits, window) in enumerate(zip([masks[j] for j in kept], windows, strict=True)):
         nx, nr, vs, ab = int(len_cols[j]), int(n_rows[j]), int(value_starts[j]), int(above_starts[j])
         values = flat_values[vs : vs + nx * nr].reshape(nx, nr)
         above = flat_above[ab : ab + nx * (nr + 2)].reshape(nx, nr + 2)
