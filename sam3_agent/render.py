@@ -304,13 +304,13 @@ def render_overlay(
     # Labels are uint8: layers of up to 255 masks, each mask holding its number in its layer.
     crops = _column_crops(drawn, drawn_boxes, [j % 255 + 1 for j in range(len(drawn))])
     layers = [slice(start, start + 255) for start in range(0, len(drawn), 255)]
+    label_points = beside(_label_points, crops)  # (x, y) in the boxes: the crops are transposed
     arr = image_array.result()
     for part in layers:
         colors = [_color(inst.id) for inst in drawn[part]]
         _fill_layer(arr, drawn_boxes[part], crops[part], alpha, thickness, colors)
     size = font_size or _font_size(width, height)
-    points = _label_points(crops)  # (x, y) in the boxes: the crops are transposed
-    for inst, (x0, y0, _, _), (x, y) in zip(drawn, drawn_boxes, points, strict=True):
+    for inst, (x0, y0, _, _), (x, y) in zip(drawn, drawn_boxes, label_points.result(), strict=True):
         text = labels.get(inst.id, str(inst.id)) if labels is not None else str(inst.id)
         _paste_badge(arr, (x + x0, y + y0), _badge(text, size, _color(inst.id)))
     return Image.fromarray(arr)
