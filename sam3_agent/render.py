@@ -9,7 +9,9 @@ by the engine, else parsed from all the strings in one numpy pass). Tight boxes 
 runs, and each mask is decoded only on its box, transposed (the RLE's own column-major order), holding
 its label number; one OpenCV ``max`` per mask writes it into a uint8 label map. Colouring, blending and
 outlining are then a few OpenCV passes over the masks' union box of one uint8 copy of the image, and
-one distance transform over an atlas of all masks finds the label points.
+one distance transform over an atlas of all masks finds the label points. The big passes that release the
+GIL (Pillow's conversion to an array, the label points, half of the blending) run on a helper thread
+(``sam3_agent.parallel``) while the calling thread does the rest.
 """
 
 from __future__ import annotations

@@ -8,10 +8,15 @@ costs another 0.2 s. Here each mask goes straight from its low-res logits to a C
 
 * rows and columns without any low-res cell at the threshold are skipped (a bilinear sample is a convex
   mix of its 2x2 source cells, so it reaches the threshold only next to a cell that does);
-* the kept columns are interpolated horizontally at full width but only at the low-res rows; down each
-  column the value between two source rows is linear, so the mask switches on or off only inside an
-  interval whose ends lie on opposite sides of the threshold, once, at a row found in closed form;
-* those switches, in column-major order, are the COCO run lengths.
+* the kept columns are interpolated horizontally at full width but only at the low-res rows (by OpenCV's
+  resize of whole interpolation periods, or numpy gathers); down each column the value between two source
+  rows is linear, so the mask switches on or off only inside an interval whose ends lie on opposite sides
+  of the threshold, once, at a row found in closed form;
+* those switches, in column-major order, are the COCO run lengths, which come along with each instance
+  (``Instance.runs``) so that overlays need not parse the strings again.
+
+Finding the support windows reads every kept mask in full; half of them are read on a helper thread
+(``sam3_agent.parallel``).
 
 The sampling grid is exactly the one of ``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False)`` from the low-res map to the original (height, width) (not 1008x1008: SAM 3 resizes
@@ -23,7 +28,7 @@ Box choice: an instance's box is the tight box of its thresholded mask (XYXY pix
 exclusive, like ``sam3_agent.masks.mask_to_box``), not SAM 3's regressed ``pred_boxes``, so that box,
 mask and area always agree.
 
-This module is torch-free: it takes numpy arrays (and uses OpenCV for one bounding-box scan per mask).
+This module is torch-free: it takes numpy arrays (and uses OpenCV for bounding boxes and resizing).
 """
 
 from __future__ import annotations
