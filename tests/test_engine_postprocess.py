@@ -96,21 +96,22 @@ def test_encoded_masks_equal_full_upsampling(size: tuple[int, int], mask_thresho
 @pytest.mark.parametrize("src,dst", [(288, 1008), (72, 300), (72, 200), (72, 30), (72, 72), (288, 640), (9, 4)])
 def test_period_windows_resize_onto_the_global_sampling_grid(src: int, dst: int) -> None:
     """OpenCV's resize of a window of whole periods equals interpolating at the global positions."""
-    from sam3_agent.engine.postprocess import _axis, _resize_columns
+    from sam3_agent.engine.postprocess import _axis, _fill_windows
 
     cols = _axis(src, dst)
     assert cols.period is not None
     rng = np.random.default_rng(src * dst)
     rows = rng.normal(0, 4, (5, src)).astype(np.float32)
-    windows = [(0, dst), (0, 1), (dst - 1, dst)] + [
-        tuple(sorted(rng.choice(dst + 1, 2, replace=False))) for _ in range(30)
-    ]
+    windows = [(0, dst), (0, 1), (dst - 1, dst)]
+    windows += [tuple(sorted(rng.choice(dst + 1, 2, replace=False))) for _ in range(30)]
     for x0, x1 in windows:
-        values = np.empty((x1 - x0, 5), np.float32)
-        _resize_columns(rows, x0, x1, cols, values)
+        values, above = np.empty((x1 - x0) * 5, np.float32), np.zeros((x1 - x0) * 7, bool)
+        start = np.zeros(1, np.int64)
+        _fill_windows([rows], np.array([[x0, x1, 0, 5]]), cols, 0.0, values, above, start, start)
         left, right = rows[:, cols.lo[x0:x1]].T, rows[:, cols.hi[x0:x1]].T
         expected = left + (right - left) * cols.w[x0:x1, None]
-        np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5, err_msg=f"{x0}:{x1}")
+        np.testing.assert_allclose(values.reshape(-1, 5), expected, rtol=1e-5, atol=1e-5, err_msg=f"{x0}:{x1}")
+        np.testing.assert_array_equal(above.reshape(-1, 7)[:, 1:-1], values.reshape(-1, 5) >= 0.0)
     assert _axis(72, 83).period is None  # long periods take the numpy path (covered by the sizes above)
 
 

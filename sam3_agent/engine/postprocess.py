@@ -160,53 +160,64 @@ class _SupportFinder:
         return x0, x1, max(r0 - 1, 0), min(r0 + n_rows + 1, len(self.support))
 
 
-def _fill_window(
-    logits: np.ndarray,
-    window: tuple[int, int, int, int],
+def _fill_windows(
+    masks: list[np.ndarray],
+    windows: np.ndarray,
     cols: _Axis,
     threshold: float,
-    values: np.ndarray,
-    above: np.ndarray,
+    flat_values: np.ndarray,
+    flat_above: np.ndarray,
+    value_starts: np.ndarray,
+    above_starts: np.ndarray,
 ) -> None:
-    """Write one mask's output columns x0:x1 interpolated at source rows k0:k1, and where they reach the threshold.
+    """Write each mask's output columns x0:x1 interpolated at source rows k0:k1, and where they reach the threshold.
 
-    ``values`` is (nx, n_rows) float32 and ``above`` (nx, n_rows + 2) bool, all False on entry: ``above``
-    gets values >= the threshold between two virtual "off" rows, so that the image's top and bottom edges
-    are switches like any other (only source rows 0 and h - 1 can be "on" next to them: the window reaches
-    one row beyond the support, and rows outside the support are off everywhere).
+    ``windows`` is (n, 4) x0, x1, k0, k1. Mask j's ``values`` (nx, n_rows) float32 start at
+    ``value_starts[j]`` of ``flat_values``; its ``above`` (nx, n_rows + 2), all False on entry, at
+    ``above_starts[j]`` of ``flat_above``: values >= the threshold between two virtual "off" rows, so that
+    the image's top and bottom edges are switches like any other (only source rows 0 and h - 1 can be "on"
+    next to them: the window reaches one row beyond the support, and rows outside the support are off).
     """
-    x0, x1, k0, k1 = window
-    if cols.period is not None:
-        _resize_columns(logits[k0:k1], x0, x1, cols, values)
-    else:
-        source = logits[k0:k1].T  # (low-res cols, window rows), strided
-        left = source[cols.lo[x0:x1]]
-        np.subtract(source[cols.hi[x0:x1]], left, out=values)
-        values *= cols.w[x0:x1, None]
-        values += left
-    np.greater_equal(values, threshold, out=above[:, 1:-1])
-    # Window rows outside the support are off (in exact arithmetic; pin them against rounding).
-    if k0 != 0:
-        above[:, 1] = False
-    if k1 != logits.shape[0]:
-        above[:, -2] = False
+    h, w = masks[0].shape
+    x0, x1, k0, k1 = windows.T
+    periods = _period_spans(cols, x0, x1, w) if cols.period is not None else None
+    rows = zip(k0.tolist(), k1.tolist(), (x1 - x0).tolist(), value_starts.tolist(), above_starts.tolist(), strict=True)
+    for j, (logits, (r0, r1, nx, vs, ab)) in enumerate(zip(masks, rows, strict=True)):
+        values = flat_values[vs : vs + nx * (r1 - r0)].reshape(nx, r1 - r0)
+        if periods is not None:
+            ws, we, offset, n = periods[j]
+            resized = cv2.resize(logits[r0:r1, ws:we], (n, r1 - r0), interpolation=cv2.INTER_LINEAR)
+            cv2.transpose(resized[:, offset : offset + nx], dst=values)
+        else:
+            source = logits[r0:r1].T  # (low-res cols, window rows), strided
+            lo, hi = cols.lo[x0[j] : x1[j]], cols.hi[x0[j] : x1[j]]
+            left = source[lo]
+            np.subtract(source[hi], left, out=values)
+            values *= cols.w[x0[j] : x1[j], None]
+            values += left
+        above = flat_above[ab : ab + nx * (r1 - r0 + 2)].reshape(nx, r1 - r0 + 2)
+        np.greater_equal(values, threshold, out=above[:, 1:-1])
+        # Window rows outside the support are off (in exact arithmetic; pin them against rounding).
+        if r0 != 0:
+            above[:, 1] = False
+        if r1 != h:
+            above[:, -2] = False
 
 
-def _resize_columns(rows: np.ndarray, x0: int, x1: int, cols: _Axis, values: np.ndarray) -> None:
-    """``values`` = output columns x0:x1 of the (n_rows, w) ``rows`` interpolated across, transposed.
+def _period_spans(cols: _Axis, x0: np.ndarray, x1: np.ndarray, width: int) -> list[tuple[int, int, int, int]]:
+    """Per window of output columns x0:x1: (ws, we, offset, n) to resize source cells ws:we onto n columns,
+    of which x0:x1 are offset:offset + x1 - x0.
 
     OpenCV's bilinear resize samples like ``interpolate(align_corners=False)``. Run on whole periods of the
     axis (source cells ws:we, a multiple of p, onto output pixels xs:xs + n, a multiple of q), it puts every
-    output pixel at its global position. The window holds every cell that columns x0:x1 read, so OpenCV's
-    border replication reaches them only at the image's own edges, as torch's clamping does. Rows keep
-    their scale (identity).
+    output pixel at its global position. The span holds every cell that columns x0:x1 read, so OpenCV's
+    border replication reaches them only at the image's own edges, as torch's clamping does.
     """
     p, q = cols.period  # type: ignore[misc]
-    ws = int(cols.lo[x0]) // p * p
-    we = min(-(-(int(cols.hi[x1 - 1]) + 1) // p) * p, rows.shape[1])
-    xs, n = ws // p * q, (we - ws) // p * q
-    resized = cv2.resize(rows[:, ws:we], (n, rows.shape[0]), interpolation=cv2.INTER_LINEAR)
-    cv2.transpose(resized[:, x0 - xs : x1 - xs], dst=values)
+    ws = cols.lo[x0] // p * p
+    we = np.minimum(-(-(cols.hi[x1 - 1] + 1) // p) * p, width)
+    xs = ws // p * q
+    return list(zip(ws.tolist(), we.tolist(), (x0 - xs).tolist(), ((we - ws) // p * q).tolist(), strict=True))
 
 
 def _find_windows(masks: list[np.ndarray], cols: _Axis, threshold: float) -> list[tuple[int, int, int, int] | None]:
@@ -246,21 +257,21 @@ def _collect_switches(
         empty = np.zeros(0, dtype=np.int64)
         flags, floats = empty.astype(bool), empty.astype(np.float64)
         return _Switches(empty, empty, empty, flags, flags, floats, floats), []
-    x0, x1, k0, k1 = np.array(windows, dtype=np.int64).T
+    kept_windows = np.array(windows, dtype=np.int64).reshape(-1, 4)
+    x0, x1, k0, k1 = kept_windows.T
     len_cols, n_rows = x1 - x0, k1 - k0
     sizes, padded_sizes = len_cols * n_rows, len_cols * (n_rows + 2)
     value_starts, above_starts = np.cumsum(sizes) - sizes, np.cumsum(padded_sizes) - padded_sizes
     flat_values = np.empty(int(sizes.sum()), dtype=np.float32)
     flat_above = np.zeros(int(padded_sizes.sum()), dtype=bool)
-    for j, (logits, window) in enumerate(zip([masks[j] for j in kept], windows, strict=True)):
-        nx, nr, vs, ab = int(len_cols[j]), int(n_rows[j]), int(value_starts[j]), int(above_starts[j])
-        values = flat_values[vs : vs + nx * nr].reshape(nx, nr)
-        above = flat_above[ab : ab + nx * (nr + 2)].reshape(nx, nr + 2)
-        _fill_window(logits, window, cols, threshold, values, above)
+    _fill_windows(
+        [masks[j] for j in kept], kept_windows, cols, threshold, flat_values, flat_above, value_starts, above_starts
+    )
     # A switch lies between padded rows ji and ji + 1 of a column; padding rows are off, so nothing is found
     # between two columns or two masks.
     at = np.flatnonzero(flat_above[:-1] != flat_above[1:])
-    slot = np.searchsorted(above_starts, at, side="right") - 1
+    per_slot = np.diff(np.searchsorted(at, above_starts), append=len(at))  # switches of each mask
+    slot = np.repeat(np.arange(len(per_slot)), per_slot)
     n_rows = n_rows[slot]
     xi, ji = np.divmod(at - above_starts[slot], n_rows + 2)
     row_start = value_starts[slot] + xi * n_rows
