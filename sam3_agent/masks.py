@@ -143,6 +143,16 @@ def instance_runs(instances: Sequence[Instance]) -> list[np.ndarray]:
     return [inst.runs for inst in instances]
 
 
+def instance_extents(instances: Sequence[Instance]) -> list[tuple[tuple[int, int, int, int], int]]:
+    """Each instance's ``Instance.mask_extent``; those not known yet are computed all in one pass (and cached)."""
+    todo = [inst for inst in instances if "mask_extent" not in inst.__dict__]
+    if todo:
+        boxes, areas = run_boxes(instance_runs(todo), [inst.rle.size[0] for inst in todo])
+        for inst, box, area in zip(todo, boxes.tolist(), areas.tolist(), strict=True):
+            inst.__dict__["mask_extent"] = (tuple(box), area)
+    return [inst.mask_extent for inst in instances]
+
+
 def _concat_runs(runs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(all run lengths back to back, runs per mask, each run's number within its mask, its end (flat index))."""
     per_mask = np.array([len(r) for r in runs], np.int64)

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sam3_agent.errors import ImageError
-from sam3_agent.masks import decode_run_crops, instance_runs, run_boxes
+from sam3_agent.masks import decode_run_crops, instance_extents, instance_runs
 from sam3_agent.parallel import beside
 from sam3_agent.schema import Instance
 
@@ -58,8 +58,8 @@ def _text_color(fill: Color) -> Color:
 
 def _mask_boxes(instances: Sequence[Instance]) -> tuple[list[_CropBox], list[int]]:
     """Tight integer crop boxes and pixel areas of the instances' masks, from their runs without decoding."""
-    boxes, areas = run_boxes(instance_runs(instances), [inst.image_size[0] for inst in instances])
-    return [tuple(b) for b in boxes.tolist()], areas.tolist()  # type: ignore[misc]
+    extents = instance_extents(instances)
+    return [box for box, _ in extents], [area for _, area in extents]
 
 
 def _column_crops(

@@ -81,8 +81,17 @@ class Instance(_Frozen):
 
         return rle_counts(self.rle)
 
+    @cached_property
+    def mask_extent(self) -> tuple[tuple[int, int, int, int], int]:
+        """The mask's tight integer box (x0, y0, x1, y1; (0, 0, 0, 0) when empty) and pixel count, from
+        ``runs``; computed once (the engine seeds it). Unlike the ``box`` field, always the mask's own."""
+        from sam3_agent.masks import run_boxes
+
+        boxes, areas = run_boxes([self.runs], [self.rle.size[0]])
+        return tuple(boxes[0].tolist()), int(areas[0])  # type: ignore[return-value]
+
     def __eq__(self, other: object) -> bool:
-        # Compare fields only: pydantic's default compares __dict__, which may hold the cached mask and runs.
+        # Compare fields only: pydantic's default compares __dict__, which may hold cached arrays.
         if not isinstance(other, Instance):
             return NotImplemented
         return all(getattr(self, name) == getattr(other, name) for name in type(self).model_fields)
@@ -91,11 +100,11 @@ class Instance(_Frozen):
         return hash(tuple(getattr(self, name) for name in type(self).model_fields))
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Instance:
-        """Copy with ``update``; a new ``rle`` drops the cached mask and runs so they are decoded afresh."""
+        """Copy with ``update``; a new ``rle`` drops what was cached from the old one (mask, runs, extent)."""
         copy = super().model_copy(update=update, deep=deep)
         if update and "rle" in update:
-            copy.__dict__.pop("mask", None)
-            copy.__dict__.pop("runs", None)
+            for cached in ("mask", "runs", "mask_extent"):
+                copy.__dict__.pop(cached, None)
         return copy
 
     @property

@@ -172,6 +172,9 @@ def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
     assert all(inst.rle.size == (144, 100) for inst in instances)
     # The run lengths come along, seeded, so that overlays need not parse the strings again.
     assert all("runs" in inst.__dict__ and inst.runs.tolist() == rle_counts(inst.rle).tolist() for inst in instances)
+    for inst in instances:  # and so is the mask's extent, equal to the box and area fields
+        assert "mask_extent" in inst.__dict__ and inst.mask_extent == (tuple(int(v) for v in inst.box), inst.area)
+        assert inst.mask_extent == (tuple(int(v) for v in mask_to_box(inst.mask)), int(inst.mask.sum()))
     deduped = instances_from_logits(logits, scores, (144, 100), Thresholds(score=0.3, nms_iom=0.5), "cup")
     # Mask 0 covers the whole image: everything scored below it is nested in it and goes.
     assert len(deduped) < len(instances) and deduped[0].score == instances[0].score

@@ -7,6 +7,7 @@ import pytest
 
 from sam3_agent.masks import (
     decode_run_crops,
+    instance_extents,
     instance_runs,
     mask_to_box,
     rle_counts,
@@ -238,3 +239,19 @@ def test_instance_runs_are_parsed_once_and_dropped_with_a_new_rle() -> None:
     assert instance_runs([inst])[0] is runs is inst.runs  # cached, not parsed again
     assert inst.model_copy(update={"id": 3}).runs is runs
     assert inst.model_copy(update={"rle": b}).runs.tolist() == rle_counts(b).tolist()
+
+
+def test_instance_extents_are_the_masks_own_boxes_and_areas_whatever_the_box_field_says() -> None:
+    rng = np.random.default_rng(8)
+    masks = [random_mask(rng, 20, 30) for _ in range(6)] + [np.zeros((20, 30), bool)]
+    instances = [
+        Instance(id=i, phrase="x", score=0.9, box=(0, 0, 1, 1), rle=rle_encode(m), area=1) for i, m in enumerate(masks)
+    ]
+    instances[0].mask_extent  # noqa: B018  (one computed alone, the others in one batch)
+    extents = instance_extents(instances)
+    for mask, inst, extent in zip(masks, instances, extents, strict=True):
+        box = tuple(int(v) for v in mask_to_box(mask))
+        assert extent == (box, int(mask.sum())) == inst.mask_extent
+    other = rle_encode(masks[1])
+    assert instances[0].model_copy(update={"rle": other}).mask_extent == extents[1]
+    assert instances[0].model_copy(update={"id": 9}).mask_extent == extents[0]

@@ -449,7 +449,9 @@ def instances_from_logits(
             rle=encoded.rle,
             area=encoded.area,
         )
-        instance.__dict__["runs"] = encoded.runs  # seeds the cached property: no re-parsing of the string
+        # Seed the cached properties: overlays then need not parse the string or scan the runs again.
+        x0, y0, x1, y1 = (int(v) for v in encoded.box)
+        instance.__dict__.update(runs=encoded.runs, mask_extent=((x0, y0, x1, y1), encoded.area))
         instances.append(instance)
     if thresholds.nms_iom is not None and len(instances) > 1:
         kept = nms(instances, threshold=thresholds.nms_iom, metric="iom")
