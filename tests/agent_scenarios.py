@@ -123,6 +123,29 @@ DESK = Scene(
     ],
 )
 
+TABLE = Scene(  # the integration tests' scene: two cups, the laptop between them
+    200,
+    120,
+    [
+        SceneObject("cup", (20, 60, 50, 100), color=(200, 40, 40)),
+        SceneObject("laptop", (70, 30, 130, 90), shape="box", color=(90, 90, 110), score=0.8),
+        SceneObject("cup", (150, 60, 180, 100), color=(210, 60, 40), score=0.7),
+    ],
+)
+
+# The agent's tools, in the order it offers them to the model.
+TOOL_NAMES = [
+    "segment_phrases",
+    "refine_with_exemplars",
+    "examine_masks",
+    "spatial_filter",
+    "nearest",
+    "order_masks",
+    "count_masks",
+    "final_answer",
+    "no_match",
+]
+
 SHELF = Scene(
     240,
     120,

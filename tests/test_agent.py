@@ -16,6 +16,7 @@ from agent_scenarios import (
     ORCHARD,
     RELATION,
     SCENARIOS,
+    TOOL_NAMES,
     RecordingSegmenter,
     Scenario,
     check,
@@ -41,18 +42,6 @@ from sam3_agent.schema import Answer, Instance, Thresholds, TraceStep
 from sam3_agent.testing.scene import SceneSegmenter
 from sam3_agent.testing.scripted import ScriptedChatModel
 from sam3_agent.testing.turns import text_turn, tool_call_turn
-
-TOOL_NAMES = [
-    "segment_phrases",
-    "refine_with_exemplars",
-    "examine_masks",
-    "spatial_filter",
-    "nearest",
-    "order_masks",
-    "count_masks",
-    "final_answer",
-    "no_match",
-]
 
 
 def images(messages: list[Message]) -> list[ImagePart]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from agent_scenarios import TABLE as SCENE
+from agent_scenarios import TOOL_NAMES
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -29,32 +31,13 @@ from sam3_agent.integrations.langchain_llm import LangChainChatModel
 from sam3_agent.integrations.langchain_tools import Sam3AgentTool, Sam3CountTool, Sam3SegmentTool, sam3_tools
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import Sam3Service
-from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
+from sam3_agent.testing.scene import SceneSegmenter
 from sam3_agent.testing.scripted import ScriptedChatModel
 from sam3_agent.testing.turns import tool_call_turn
 
 pytestmark = pytest.mark.anyio
 
-SCENE = Scene(
-    200,
-    120,
-    [
-        SceneObject("cup", (20, 60, 50, 100), color=(200, 40, 40)),
-        SceneObject("laptop", (70, 30, 130, 90), shape="box", color=(90, 90, 110), score=0.8),
-        SceneObject("cup", (150, 60, 180, 100), color=(210, 60, 40), score=0.7),
-    ],
-)
-INTERNAL_TOOLS = {
-    "segment_phrases",
-    "refine_with_exemplars",
-    "examine_masks",
-    "spatial_filter",
-    "nearest",
-    "order_masks",
-    "count_masks",
-    "final_answer",
-    "no_match",
-}
+INTERNAL_TOOLS = set(TOOL_NAMES)
 
 
 @pytest.fixture

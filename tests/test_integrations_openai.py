@@ -14,6 +14,7 @@ import jsonschema
 import numpy as np
 import openai
 import pytest
+from agent_scenarios import TABLE as SCENE
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 from openai.types.responses import ResponseFunctionToolCall
 from PIL import Image
@@ -30,19 +31,10 @@ from sam3_agent.integrations.openai_tools import (
 from sam3_agent.integrations.results import CountResult, SegmentResult
 from sam3_agent.integrations.service import Sam3Service
 from sam3_agent.testing.replay_server import ReplayServer
-from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
+from sam3_agent.testing.scene import SceneSegmenter
 from sam3_agent.testing.scripted import ScriptedChatModel
 from sam3_agent.testing.turns import text_turn, tool_call_turn
 
-SCENE = Scene(
-    200,
-    120,
-    [
-        SceneObject("cup", (20, 60, 50, 100), color=(200, 40, 40)),
-        SceneObject("laptop", (70, 30, 130, 90), shape="box", color=(90, 90, 110), score=0.8),
-        SceneObject("cup", (150, 60, 180, 100), color=(210, 60, 40), score=0.7),
-    ],
-)
 VALID_ARGS = {
     "sam3_segment": {"image": "scene.png", "phrases": ["cup"], "positive_boxes": [[1, 2, 30, 40]]},
     "sam3_count": {"image": "scene.png", "phrase": "cup", "score_threshold": 0.3},
