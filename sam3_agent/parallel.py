@@ -1,4 +1,4 @@
-"""A second thread for big OpenCV / Pillow passes, which release the GIL while they work.
+"""A second thread for big passes that release the GIL while they work (compiled loops, OpenCV, Pillow).
 
 ``beside(fn, *args)`` starts ``fn`` on one process-wide helper thread and returns a future; the caller
 goes on with other work and collects the result later. On a single core, or when called from the helper

@@ -93,31 +93,10 @@ def test_encoded_masks_equal_full_upsampling(size: tuple[int, int], mask_thresho
         assert enc.runs.tolist() == rle_counts(enc.rle).tolist()
 
 
-@pytest.mark.parametrize("src,dst", [(288, 1008), (72, 300), (72, 200), (72, 30), (72, 72), (288, 640), (9, 4)])
-def test_period_windows_resize_onto_the_global_sampling_grid(src: int, dst: int) -> None:
-    """OpenCV's resize of a window of whole periods equals interpolating at the global positions."""
-    from sam3_agent.engine.postprocess import _axis, _fill_windows
-
-    cols = _axis(src, dst)
-    assert cols.period is not None
-    rng = np.random.default_rng(src * dst)
-    rows = rng.normal(0, 4, (5, src)).astype(np.float32)
-    windows = [(0, dst), (0, 1), (dst - 1, dst)]
-    windows += [tuple(sorted(rng.choice(dst + 1, 2, replace=False))) for _ in range(30)]
-    for x0, x1 in windows:
-        values, above = np.empty((x1 - x0) * 5, np.float32), np.zeros((x1 - x0) * 7, bool)
-        start = np.zeros(1, np.int64)
-        _fill_windows([rows], np.array([[x0, x1, 0, 5]]), cols, 0.0, values, above, start, start)
-        left, right = rows[:, cols.lo[x0:x1]].T, rows[:, cols.hi[x0:x1]].T
-        expected = left + (right - left) * cols.w[x0:x1, None]
-        np.testing.assert_allclose(values.reshape(-1, 5), expected, rtol=1e-5, atol=1e-5, err_msg=f"{x0}:{x1}")
-        np.testing.assert_array_equal(above.reshape(-1, 7)[:, 1:-1], values.reshape(-1, 5) >= 0.0)
-    assert _axis(72, 83).period is None  # long periods take the numpy path (covered by the sizes above)
-
-
 @pytest.mark.parametrize("src,dst", [(288, 1008), (72, 83), (72, 30), (5, 5), (1, 7)])
 def test_first_reaching_equals_searchsorted(src: int, dst: int) -> None:
-    from sam3_agent.engine.postprocess import _axis, _first_reaching
+    from sam3_agent.engine.mask_edges import first_reaching
+    from sam3_agent.engine.postprocess import _axis
 
     axis = _axis(src, dst)
     rng = np.random.default_rng(dst)
@@ -132,25 +111,26 @@ def test_first_reaching_equals_searchsorted(src: int, dst: int) -> None:
         ]
     )
     for rising, side in ((True, "left"), (False, "right")):
-        found = _first_reaching(axis, t, np.full(len(t), rising))
+        found = [first_reaching(axis.pos, axis.scale, float(v), rising) for v in t]
         np.testing.assert_array_equal(found, np.searchsorted(axis.pos, t, side=side))
 
 
 @pytest.mark.parametrize("n_cores", [1, 2])
-def test_windows_found_on_two_threads_equal_one(monkeypatch: pytest.MonkeyPatch, n_cores: int) -> None:
+def test_masks_split_over_two_threads_and_grown_buffers_equal_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, n_cores: int
+) -> None:
     from sam3_agent import parallel
-    from sam3_agent.engine.postprocess import _axis, _find_windows, _SupportFinder
 
     monkeypatch.setattr(parallel, "cores", lambda: n_cores)
-    masks = list(blob_logits(40))
-    cols = _axis(72, 200)
-    one_by_one = [_SupportFinder(72, 72, cols, 0.0).window(m) for m in masks]
-    assert _find_windows(masks, cols, 0.0) == one_by_one
-    assert _find_windows(masks[:3], cols, 0.0) == one_by_one[:3]
-    assert _find_windows([], cols, 0.0) == []
-    assert encode_masks(np.stack(masks), (150, 200), 0.5) == encode_masks(np.stack(masks[:15]), (150, 200), 0.5) + [
-        encode_mask(m, (150, 200), 0.5) for m in masks[15:]
-    ]
+    rng = np.random.default_rng(5)
+    # Ragged noise: every mask's window is the whole image, with many switches per column, so the
+    # first edge buffers (65,536 entries) overflow and grow.
+    logits = np.concatenate([blob_logits(20), rng.normal(0, 3, (12, 72, 72)).astype(np.float32)])
+    together = encode_masks(logits, (300, 200), 0.5)
+    assert together == [encode_mask(m, (300, 200), 0.5) for m in logits]
+    assert sum(len(enc.runs) for enc in together if enc is not None) > 1 << 16
+    assert encode_masks(logits, (300, 200), 0.5, indices=[31, 4, 0]) == [together[31], None, together[0]]
+    assert encode_masks(logits, (300, 200), 0.5, indices=[]) == []
 
 
 def test_encode_mask_edge_thresholds() -> None:

@@ -8,15 +8,14 @@ costs another 0.2 s. Here each mask goes straight from its low-res logits to a C
 
 * rows and columns without any low-res cell at the threshold are skipped (a bilinear sample is a convex
   mix of its 2x2 source cells, so it reaches the threshold only next to a cell that does);
-* the kept columns are interpolated horizontally at full width but only at the low-res rows (by OpenCV's
-  resize of whole interpolation periods, or numpy gathers); down each column the value between two source
-  rows is linear, so the mask switches on or off only inside an interval whose ends lie on opposite sides
-  of the threshold, once, at a row found in closed form;
+* the kept columns are interpolated horizontally at full width but only at the low-res rows; down each
+  column the value between two source rows is linear, so the mask switches on or off only inside an
+  interval whose ends lie on opposite sides of the threshold, once, at a row found in closed form;
 * those switches, in column-major order, are the COCO run lengths, which come along with each instance
   (``Instance.runs``) so that overlays need not parse the strings again.
 
-Finding the support windows reads every kept mask in full; half of them are read on a helper thread
-(``sam3_agent.parallel``).
+The loops over masks, rows and columns are compiled (``sam3_agent.engine.mask_edges``, numba); half of
+the masks run on a helper thread (``sam3_agent.parallel``).
 
 The sampling grid is exactly the one of ``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False)`` from the low-res map to the original (height, width) (not 1008x1008: SAM 3 resizes
@@ -28,7 +27,7 @@ Box choice: an instance's box is the tight box of its thresholded mask (XYXY pix
 exclusive, like ``sam3_agent.masks.mask_to_box``), not SAM 3's regressed ``pred_boxes``, so that box,
 mask and area always agree.
 
-This module is torch-free: it takes numpy arrays (and uses OpenCV for bounding boxes and resizing).
+This module is torch-free: it takes numpy arrays.
 """
 
 from __future__ import annotations
@@ -36,12 +35,11 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
+from sam3_agent.engine import mask_edges
 from sam3_agent.masks import nms
 from sam3_agent.parallel import beside
 from sam3_agent.schema import BoxXYXY, Instance, Rle, Thresholds
@@ -61,238 +59,71 @@ class _Axis:
     """Bilinear sampling of one axis, src cells -> dst pixels, as ``interpolate(align_corners=False)`` does it.
 
     Output pixel i sits at source position pos[i] and reads cells lo[i] and hi[i] with weight w[i] on hi;
-    group_start[k]:group_start[k + 1] are the output pixels with lo == k.
+    group_start[k]:group_start[k + 1] are the output pixels with lo == k. Cell c is read by output pixels
+    first_reader[c]:last_reader[c].
     """
 
     scale: float
     pos: np.ndarray  # (dst,) float64, non-decreasing
-    pos_padded: np.ndarray  # (dst + 2,) pos between -inf and +inf
     lo: np.ndarray  # (dst,) int64, non-decreasing
     hi: np.ndarray  # (dst,) int64, lo <= hi <= lo + 1
     w: np.ndarray  # (dst,) float32 in [0, 1)
     group_start: np.ndarray  # (src + 1,) int64
-    # (p, q) with src / dst = p / q in lowest terms, when q is small: every p source cells map onto exactly
-    # q output pixels, so a window of whole periods resizes on its own with the global sampling grid.
-    period: tuple[int, int] | None
-
-
-_MAX_PERIOD = 32  # longer periods widen the windows too much: those axes interpolate with numpy
+    first_reader: np.ndarray  # (src,) int64: the first output pixel with hi >= c
+    last_reader: np.ndarray  # (src,) int64: one past the last output pixel with lo <= c
 
 
 @lru_cache(maxsize=32)
 def _axis(src: int, dst: int) -> _Axis:
-    scale, ratio = src / dst, Fraction(src, dst)
+    scale = src / dst
     pos = np.maximum((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
     lo = np.minimum(np.floor(pos).astype(np.int64), src - 1)
     hi = np.minimum(lo + 1, src - 1)
     w = (pos - lo).astype(np.float32)
     w[hi == lo] = 0.0
+    cells = np.arange(src)
     return _Axis(
         scale=scale,
         pos=pos,
-        pos_padded=np.concatenate([[-np.inf], pos, [np.inf]]),
         lo=lo,
         hi=hi,
         w=w,
         group_start=np.searchsorted(lo, np.arange(src + 1), side="left"),
-        period=(ratio.numerator, ratio.denominator) if ratio.denominator <= _MAX_PERIOD else None,
+        first_reader=np.searchsorted(hi, cells, side="left"),
+        last_reader=np.searchsorted(lo, cells, side="right"),
     )
 
 
-def _first_reaching(axis: _Axis, t: np.ndarray, rising: np.ndarray) -> np.ndarray:
-    """First output index i with pos[i] >= t[j] where rising[j], else with pos[i] > t[j] (len(pos) if none).
+def _all_edges(
+    logits: np.ndarray, order: list[int], rows: _Axis, cols: _Axis, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slot, column-major pixel index) of the run edges of masks ``order`` (slot = position in ``order``),
+    sorted by slot, then position; on, off, on, ... within each mask.
 
-    A closed form of ``np.searchsorted(axis.pos, t, side="left" / "right")`` (several times faster for
-    many values), corrected against pos where rounding puts it one off.
+    Half of the masks go to the helper thread: the compiled loops release the GIL.
     """
-    n = len(axis.pos)
-    t = np.where(rising, t, np.nextafter(t, np.inf))  # pos > t  <=>  pos >= the next float after t
-    with np.errstate(over="ignore", invalid="ignore"):
-        raw = np.clip((t + 0.5) / axis.scale - 0.5, -1.0, n + 1.0)
-    guess = np.clip(np.ceil(raw).astype(np.int64), 0, n)
-    below, here = axis.pos_padded[guess], axis.pos_padded[guess + 1]  # pos[guess - 1], pos[guess]
-    guess -= below >= t
-    guess += here < t
-    # pos is clamped to 0 at the first edge, which the closed form does not see.
-    guess[t <= 0] = 0
-    return guess
+    indices = np.asarray(order, dtype=np.int64)
+    middle = len(indices) // 2 if len(indices) >= 16 else 0
+    second = beside(_edges_of, logits, indices[middle:], rows, cols, threshold)
+    first_slot, first_pos = _edges_of(logits, indices[:middle], rows, cols, threshold)
+    second_slot, second_pos = second.result()
+    return np.concatenate([first_slot, second_slot + middle]), np.concatenate([first_pos, second_pos])
 
 
-@dataclass(frozen=True)
-class _Switches:
-    """Candidate on/off switches of several masks (flat arrays, one entry per switch, sorted by slot,
-    then column, then row): in output column ``col``, between source rows ``row`` and ``row + 1``.
-    Where ``inner`` is False the switch is at the image's top edge (row -1) or bottom edge (row h - 1).
-    """
-
-    slot: np.ndarray  # which mask (0..n-1, non-decreasing)
-    col: np.ndarray  # output column
-    row: np.ndarray  # source row k of the interval [k, k + 1] the switch lies in
-    inner: np.ndarray  # bool: between two real source rows
-    rising: np.ndarray  # bool: off -> on
-    base: np.ndarray  # float64 upsampled-column value at row k
-    step: np.ndarray  # float64 value at row k + 1 minus value at row k
-
-
-class _SupportFinder:
-    """Finds each (h, w) mask's support window; one reusable scratch buffer for all masks of a call."""
-
-    def __init__(self, h: int, w: int, cols: _Axis, threshold: float) -> None:
-        self.threshold = threshold
-        self.support = np.empty((h, w), dtype=bool)
-        # Output columns reading low-res column c: from first_x[c] (hi >= c) to last_x[c] (lo <= c, exclusive).
-        self.first_x = np.searchsorted(cols.hi, np.arange(w), side="left").tolist()
-        self.last_x = np.searchsorted(cols.lo, np.arange(w), side="right").tolist()
-
-    def window(self, logits: np.ndarray) -> tuple[int, int, int, int] | None:
-        """(x0, x1, k0, k1) of one mask's window, or None when no output pixel can reach the threshold.
-
-        Only output columns x0:x1 reading a support column (a cell at the threshold) are kept, and only
-        source rows k0:k1 from just above to just below the support.
-        """
-        np.greater_equal(logits, self.threshold, out=self.support)
-        c0, r0, n_cols, n_rows = cv2.boundingRect(self.support.view(np.uint8))
-        if n_cols == 0:
-            return None
-        x0, x1 = self.first_x[c0], self.last_x[c0 + n_cols - 1]
-        if x0 >= x1:  # downsampling: no output column reads the support
-            return None
-        return x0, x1, max(r0 - 1, 0), min(r0 + n_rows + 1, len(self.support))
-
-
-def _fill_windows(
-    masks: list[np.ndarray],
-    windows: np.ndarray,
-    cols: _Axis,
-    threshold: float,
-    flat_values: np.ndarray,
-    flat_above: np.ndarray,
-    value_starts: np.ndarray,
-    above_starts: np.ndarray,
-) -> None:
-    """Write each mask's output columns x0:x1 interpolated at source rows k0:k1, and where they reach the threshold.
-
-    ``windows`` is (n, 4) x0, x1, k0, k1. Mask j's ``values`` (nx, n_rows) float32 start at
-    ``value_starts[j]`` of ``flat_values``; its ``above`` (nx, n_rows + 2), all False on entry, at
-    ``above_starts[j]`` of ``flat_above``: values >= the threshold between two virtual "off" rows, so that
-    the image's top and bottom edges are switches like any other (only source rows 0 and h - 1 can be "on"
-    next to them: the window reaches one row beyond the support, and rows outside the support are off).
-    """
-    h, w = masks[0].shape
-    x0, x1, k0, k1 = windows.T
-    periods = _period_spans(cols, x0, x1, w) if cols.period is not None else None
-    rows = zip(k0.tolist(), k1.tolist(), (x1 - x0).tolist(), value_starts.tolist(), above_starts.tolist(), strict=True)
-    for j, (logits, (r0, r1, nx, vs, ab)) in enumerate(zip(masks, rows, strict=True)):
-        values = flat_values[vs : vs + nx * (r1 - r0)].reshape(nx, r1 - r0)
-        if periods is not None:
-            ws, we, offset, n = periods[j]
-            resized = cv2.resize(logits[r0:r1, ws:we], (n, r1 - r0), interpolation=cv2.INTER_LINEAR)
-            cv2.transpose(resized[:, offset : offset + nx], dst=values)
-        else:
-            source = logits[r0:r1].T  # (low-res cols, window rows), strided
-            lo, hi = cols.lo[x0[j] : x1[j]], cols.hi[x0[j] : x1[j]]
-            left = source[lo]
-            np.subtract(source[hi], left, out=values)
-            values *= cols.w[x0[j] : x1[j], None]
-            values += left
-        above = flat_above[ab : ab + nx * (r1 - r0 + 2)].reshape(nx, r1 - r0 + 2)
-        np.greater_equal(values, threshold, out=above[:, 1:-1])
-        # Window rows outside the support are off (in exact arithmetic; pin them against rounding).
-        if r0 != 0:
-            above[:, 1] = False
-        if r1 != h:
-            above[:, -2] = False
-
-
-def _period_spans(cols: _Axis, x0: np.ndarray, x1: np.ndarray, width: int) -> list[tuple[int, int, int, int]]:
-    """Per window of output columns x0:x1: (ws, we, offset, n) to resize source cells ws:we onto n columns,
-    of which x0:x1 are offset:offset + x1 - x0.
-
-    OpenCV's bilinear resize samples like ``interpolate(align_corners=False)``. Run on whole periods of the
-    axis (source cells ws:we, a multiple of p, onto output pixels xs:xs + n, a multiple of q), it puts every
-    output pixel at its global position. The span holds every cell that columns x0:x1 read, so OpenCV's
-    border replication reaches them only at the image's own edges, as torch's clamping does.
-    """
-    p, q = cols.period  # type: ignore[misc]
-    ws = cols.lo[x0] // p * p
-    we = np.minimum(-(-(cols.hi[x1 - 1] + 1) // p) * p, width)
-    xs = ws // p * q
-    return list(zip(ws.tolist(), we.tolist(), (x0 - xs).tolist(), ((we - ws) // p * q).tolist(), strict=True))
-
-
-def _find_windows(masks: list[np.ndarray], cols: _Axis, threshold: float) -> list[tuple[int, int, int, int] | None]:
-    """``_SupportFinder.window`` of each (h, w) mask.
-
-    This reads every mask in full, in calls that release the GIL: half of the masks go to the helper
-    thread. (Filling the windows afterwards is many small calls, which one thread does faster.)
-    """
-
-    def find(part: list[np.ndarray]) -> list[tuple[int, int, int, int] | None]:
-        finder = _SupportFinder(*masks[0].shape, cols, threshold)  # a scratch buffer of its own
-        return [finder.window(logits) for logits in part]
-
-    if len(masks) < 16:
-        return find(masks) if masks else []
-    odd = beside(find, masks[1::2])
-    found: list[tuple[int, int, int, int] | None] = [None] * len(masks)
-    found[0::2] = find(masks[0::2])
-    found[1::2] = odd.result()
-    return found
-
-
-def _collect_switches(
-    mask_logits: np.ndarray, indices: list[int], rows: _Axis, cols: _Axis, threshold: float
-) -> tuple[_Switches, list[int]]:
-    """Switch candidates of masks ``indices`` and, per slot, which of them it is (empty masks get no slot).
-
-    Per mask only its window is computed, into one flat buffer for all masks; everything per switch is done
-    once for all masks.
-    """
-    masks = [np.asarray(mask_logits[i], dtype=np.float32) for i in indices]  # views when already float32
-    found = _find_windows(masks, cols, threshold)
-    kept = [j for j, window in enumerate(found) if window is not None]
-    windows = [found[j] for j in kept]  # type: ignore[misc]
-    slots = [indices[j] for j in kept]
-    if not windows:
-        empty = np.zeros(0, dtype=np.int64)
-        flags, floats = empty.astype(bool), empty.astype(np.float64)
-        return _Switches(empty, empty, empty, flags, flags, floats, floats), []
-    kept_windows = np.array(windows, dtype=np.int64).reshape(-1, 4)
-    x0, x1, k0, k1 = kept_windows.T
-    len_cols, n_rows = x1 - x0, k1 - k0
-    sizes, padded_sizes = len_cols * n_rows, len_cols * (n_rows + 2)
-    value_starts, above_starts = np.cumsum(sizes) - sizes, np.cumsum(padded_sizes) - padded_sizes
-    flat_values = np.empty(int(sizes.sum()), dtype=np.float32)
-    flat_above = np.zeros(int(padded_sizes.sum()), dtype=bool)
-    _fill_windows(
-        [masks[j] for j in kept], kept_windows, cols, threshold, flat_values, flat_above, value_starts, above_starts
-    )
-    # A switch lies between padded rows ji and ji + 1 of a column; padding rows are off, so nothing is found
-    # between two columns or two masks.
-    at = np.flatnonzero(flat_above[:-1] != flat_above[1:])
-    per_slot = np.diff(np.searchsorted(at, above_starts), append=len(at))  # switches of each mask
-    slot = np.repeat(np.arange(len(per_slot)), per_slot)
-    n_rows = n_rows[slot]
-    xi, ji = np.divmod(at - above_starts[slot], n_rows + 2)
-    row_start = value_starts[slot] + xi * n_rows
-    base = flat_values[row_start + np.clip(ji - 1, 0, n_rows - 1)].astype(np.float64)
-    step = flat_values[row_start + np.minimum(ji, n_rows - 1)].astype(np.float64) - base
-    rising = flat_above[at + 1]
-    inner = (ji > 0) & (ji < n_rows)
-    return _Switches(slot, xi + x0[slot], ji - 1 + k0[slot], inner, rising, base, step), slots
-
-
-def _switch_positions(sw: _Switches, rows: _Axis, threshold: float) -> np.ndarray:
-    """Column-major pixel index (row + col * height) of every switch; non-decreasing within a slot."""
-    height = len(rows.pos)
-    # Computed for all switches, edge ones included (whose results are then replaced): cheaper than
-    # selecting the inner ones first.
-    with np.errstate(divide="ignore", invalid="ignore"):  # inner switches have step != 0
-        cross = np.where(sw.inner, sw.row + (threshold - sw.base) / sw.step, 0.0)
-    found = _first_reaching(rows, cross, sw.rising)
-    inside = np.clip(found, rows.group_start[sw.row], rows.group_start[sw.row + 1])  # row -1 wraps: replaced
-    at = np.where(sw.inner, inside, np.where(sw.row < 0, 0, height))
-    return sw.col * height + at
+def _edges_of(
+    logits: np.ndarray, indices: np.ndarray, rows: _Axis, cols: _Axis, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``mask_edges.edges_from`` over all of ``indices``, growing its buffers as needed."""
+    slot, pos = np.empty(1 << 16, np.int64), np.empty(1 << 16, np.int64)
+    count, done = 0, 0
+    while True:
+        count, done = mask_edges.edges_from(
+            logits, indices, done, threshold, cols.lo, cols.hi, cols.w, cols.first_reader, cols.last_reader,
+            rows.pos, rows.scale, rows.group_start, len(rows.pos), slot, pos, count,
+        )  # fmt: skip
+        if done == len(indices):
+            return slot[:count], pos[:count]
+        slot, pos = (np.concatenate([a[:count], np.empty(2 * len(a) - count, np.int64)]) for a in (slot, pos))
 
 
 @dataclass(frozen=True)
@@ -323,23 +154,10 @@ def encode_masks(
     height, width = image_size
     _, h, w = mask_logits.shape
     rows, cols = _axis(h, height), _axis(w, width)
-    threshold = logit(mask_threshold)
     order = list(range(len(mask_logits))) if indices is None else list(indices)
-    sw, slots = _collect_switches(mask_logits, order, rows, cols, threshold)
-    positions = _switch_positions(sw, rows, threshold)
-    # Coinciding switches of one mask (a run ending at the bottom of a column and the next starting at the
-    # top of the next one; an interval clipped to nothing) add up to 0: drop them. The rest alternate
-    # on, off, on, ... within each mask.
-    key = sw.slot * (height * width + 1) + positions
-    if len(key) and np.any(key[1:] == key[:-1]):
-        first = np.flatnonzero(np.diff(key, prepend=-1))
-        keep = first[np.add.reduceat(np.where(sw.rising, 1, -1), first) != 0]
-        edge_slot, positions = sw.slot[keep], positions[keep]
-    else:
-        edge_slot = sw.slot
-    encoded = _encode_runs(edge_slot, positions, len(slots), height, width)
-    by_index = dict(zip(slots, encoded, strict=True))
-    return [by_index.get(i) for i in order]
+    logits = np.ascontiguousarray(mask_logits, dtype=np.float32)  # the engine's are already: no copy
+    edge_slot, edges = _all_edges(logits, order, rows, cols, logit(mask_threshold))
+    return _encode_runs(edge_slot, edges, len(order), height, width)
 
 
 def _encode_runs(
