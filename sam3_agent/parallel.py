@@ -1,10 +1,10 @@
 """A second thread for big passes that release the GIL while they work (compiled loops, OpenCV, Pillow).
 
-``beside(fn, *args)`` starts ``fn`` on one process-wide helper thread and returns a future; the caller
-goes on with other work and collects the result later. On a single core, or when called from the helper
-thread itself, ``fn`` runs at once, inline. The helper is created on first use and forgotten in forked
-children (a fork copies no threads). Only worth it for passes of a millisecond or more: a hand-over
-costs tens of microseconds.
+``beside(fn, *args)`` starts ``fn`` on one process-wide helper thread; the caller goes on with other
+work and collects the result later, or runs ``fn`` itself if the helper has not started it by then. On a
+single core, or when called from the helper thread itself, ``fn`` runs at once, inline. The helper is
+created on first use and forgotten in forked children (a fork copies no threads). Only worth it for
+passes of a millisecond or more: a hand-over costs tens of microseconds.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 R = TypeVar("R")
 
@@ -54,14 +54,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_helper)
 
 
-def beside(fn: Callable[..., R], /, *args: object) -> Future[R]:
-    """``fn(*args)`` on the helper thread (or inline, see the module docstring); its future."""
+class Beside(Generic[R]):
+    """Work handed to the helper thread. ``result()`` waits for it; work the helper has not started by
+    then (it is busy, or starved of a core on a loaded machine) is taken back and run by the caller."""
+
+    def __init__(self, future: Future[R], fn: Callable[..., R], args: tuple[object, ...]) -> None:
+        self._future, self._fn, self._args = future, fn, args
+
+    def result(self, timeout: float | None = None) -> R:
+        if self._future.cancel():
+            return self._fn(*self._args)
+        return self._future.result(timeout)
+
+
+def beside(fn: Callable[..., R], /, *args: object) -> Beside[R]:
+    """``fn(*args)`` on the helper thread (or inline, see the module docstring)."""
     pool = _helper()
     if pool is not None:
-        return pool.submit(fn, *args)
+        return Beside(pool.submit(fn, *args), fn, args)
     done: Future[R] = Future()
     try:
         done.set_result(fn(*args))
     except BaseException as error:  # handed to whoever collects the result, as a pool would
         done.set_exception(error)
-    return done
+    return Beside(done, fn, args)
