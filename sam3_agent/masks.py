@@ -55,7 +55,7 @@ def _segmented_cumsum(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return total - np.repeat(total[starts] - values[starts], lengths)
 
 
-def _pieces(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+def split_lengths(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     """``values`` cut into consecutive views of the given lengths (``np.split`` without its per-piece overhead)."""
     bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     return [values[a:b] for a, b in itertools.pairwise(bounds)]
@@ -128,7 +128,7 @@ def rle_decode_crops(rles: Sequence[Rle], boxes: Sequence[tuple[int, int, int, i
     if not rles:
         return []
     counts, per_rle, _ = _run_lengths(rles)
-    runs = _pieces(counts, per_rle)
+    runs = split_lengths(counts, per_rle)
     columns = decode_run_crops(runs, [rle.size for rle in rles], boxes)
     return [_transpose(c).view(bool) for c in columns]
 
@@ -138,7 +138,7 @@ def instance_runs(instances: Sequence[Instance]) -> list[np.ndarray]:
     todo = [inst for inst in instances if "runs" not in inst.__dict__]
     if todo:
         counts, per_rle, _ = _run_lengths([inst.rle for inst in todo])
-        for inst, runs in zip(todo, _pieces(counts, per_rle), strict=True):
+        for inst, runs in zip(todo, split_lengths(counts, per_rle), strict=True):
             inst.__dict__["runs"] = runs
     return [inst.runs for inst in instances]
 
@@ -232,7 +232,7 @@ def decode_run_crops(
     lengths[_segment_starts(per_mask)] = in_crop[_segment_starts(per_mask)]
     fill = np.ones(len(runs), np.uint8) if values is None else np.asarray(values, np.uint8)
     run_values = np.where((index & 1) == 1, np.repeat(fill, per_mask), 0).astype(np.uint8)
-    flat = _pieces(np.repeat(run_values, lengths), w * h)
+    flat = split_lengths(np.repeat(run_values, lengths), w * h)
     return [f.reshape(int(cw), int(rh)) for f, cw, rh in zip(flat, w.tolist(), h.tolist(), strict=True)]
 
 

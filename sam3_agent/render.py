@@ -349,7 +349,7 @@ def zoom_crop(
     if pad < 0 or min_side < 1 or max_side < min_side:
         raise ValueError(f"need pad >= 0 and 1 <= min_side <= max_side, got {pad=}, {min_side=}, {max_side=}")
     _check_size(image, instance)
-    bx0, by0, bx1, by1 = _mask_boxes([instance])[0][0]
+    (bx0, by0, bx1, by1), _ = instance.mask_extent
     if bx1 <= bx0 or by1 <= by0:
         bx0, by0, bx1, by1 = (round(v) for v in instance.box)
         if bx1 <= bx0 or by1 <= by0:

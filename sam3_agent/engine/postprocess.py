@@ -40,7 +40,7 @@ from functools import lru_cache
 import numpy as np
 
 from sam3_agent.engine import mask_edges
-from sam3_agent.masks import nms
+from sam3_agent.masks import nms, split_lengths
 from sam3_agent.parallel import beside
 from sam3_agent.schema import BoxXYXY, Instance, Rle, Thresholds
 
@@ -103,7 +103,9 @@ def _all_edges(
     Half of the masks go to the helper thread: the compiled loops release the GIL.
     """
     indices = np.asarray(order, dtype=np.int64)
-    middle = len(indices) // 2 if len(indices) >= 16 else 0
+    if len(indices) < 16:  # too little work to hand over
+        return _edges_of(logits, indices, rows, cols, threshold)
+    middle = len(indices) // 2
     second = beside(_edges_of, logits, indices[middle:], rows, cols, threshold)
     first_slot, first_pos = _edges_of(logits, indices[:middle], rows, cols, threshold)
     second_slot, second_pos = second.result()
@@ -184,10 +186,8 @@ def _encode_runs(
     with_tail = tails != 0
     counts = np.insert(gaps, bounds[filled + 1][with_tail], tails[with_tail])
     lengths = bounds[filled + 1] - bounds[filled] + with_tail
-    count_starts = np.concatenate([[0], np.cumsum(lengths)])
-    strings = _coco_strings(counts, count_starts)
-    bounds = count_starts.tolist()
-    runs = [counts[a:b] for a, b in itertools.pairwise(bounds)]
+    strings = _coco_strings(counts, np.concatenate([[0], np.cumsum(lengths)]))
+    runs = split_lengths(counts, lengths)
     boxes = np.stack([x0, top, x1, bottom], axis=1).astype(np.float64).tolist()
     out: list[EncodedMask | None] = [None] * n_slots
     for j, (slot, area) in enumerate(zip(filled.tolist(), areas.tolist(), strict=True)):
