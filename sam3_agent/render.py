@@ -5,13 +5,13 @@ corner exclusive; points are (x, y) integer pixel coordinates. Every instance ge
 (``palette``), so the same mask keeps its colour across overlays of one query.
 
 Performance (``render_overlay``): masks are read from their COCO run lengths (``Instance.runs``, seeded
-by the engine, else parsed from all the strings in one numpy pass). Tight boxes and areas come from the
-runs, and each mask is decoded only on its box, transposed (the RLE's own column-major order), holding
-its label number; one OpenCV ``max`` per mask writes it into a uint8 label map. Colouring, blending and
-outlining are then a few OpenCV passes over the masks' union box of one uint8 copy of the image, and
-one distance transform over an atlas of all masks finds the label points. The big passes that release the
-GIL (Pillow's conversion to an array, the label points, half of the blending) run on a helper thread
-(``sam3_agent.parallel``) while the calling thread does the rest.
+by the engine, else parsed from all the strings in one numpy pass) and never decoded in full. Tight boxes
+and areas come from the runs; compiled loops (``sam3_agent.mask_raster``) paint the runs into a uint8
+label map and sample them into an atlas. Colouring, blending and outlining are then a few OpenCV passes
+over the masks' union box of one uint8 copy of the image, and one distance transform over the atlas
+finds the label points. The passes that release the GIL (Pillow's conversion to an array, the label
+points, half of the blending) run on a helper thread (``sam3_agent.parallel``) while the calling thread
+does the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sam3_agent.errors import ImageError
-from sam3_agent.masks import decode_run_crops, instance_extents, instance_runs
+from sam3_agent.mask_raster import paint_runs, sample_runs, stack_runs
+from sam3_agent.masks import decode_run_crops, instance_extents, instance_runs, mask_to_box, rle_counts, rle_encode
 from sam3_agent.parallel import beside
 from sam3_agent.schema import Instance
 
@@ -62,15 +63,6 @@ def _mask_boxes(instances: Sequence[Instance]) -> tuple[list[_CropBox], list[int
     return [box for box, _ in extents], [area for _, area in extents]
 
 
-def _column_crops(
-    instances: Sequence[Instance], boxes: Sequence[_CropBox], values: Sequence[int] | None = None
-) -> list[np.ndarray]:
-    """Each instance's mask on its box (x0, y0, x1, y1), transposed: uint8 (x1 - x0, y1 - y0), ``values[j]``
-    (default 1) on the mask. Decoded from the runs in the RLE's own column-major order, all in one pass."""
-    runs = instance_runs(instances)
-    return decode_run_crops(runs, [inst.image_size for inst in instances], boxes, values)
-
-
 _PEAK_GRID = 48  # distance transforms run on at most ~48x48 samples of a crop
 _ATLAS_WIDTH = 512
 
@@ -97,26 +89,35 @@ def _shelf_pack(shapes: Sequence[tuple[int, int]], width: int) -> tuple[list[tup
     return places, top + shelf + 1
 
 
-def _label_points(crops: Sequence[np.ndarray]) -> list[tuple[int, int]]:
-    """Per non-empty uint8 crop (nonzero = mask), the (row, col) of a mask pixel far from the mask's boundary.
+def _label_points(
+    runs: Sequence[np.ndarray], size: tuple[int, int], boxes: Sequence[_CropBox]
+) -> list[tuple[int, int]]:
+    """Per non-empty mask (COCO runs of a (height, width) image, tight box), a mask pixel (x, y) far from
+    the mask's boundary.
 
-    Each crop is sampled on a regular grid (every ``step``-th row and column, at most ``_PEAK_GRID`` per
-    side) into one atlas where zeros surround every sample, and a single distance transform serves all of
-    them: the zeros around a sample keep its distances its own. The peak of a sample is a mask pixel.
-    Shapes too thin to survive the sampling are searched at full size. Ties go to the first pixel in
-    row-major order.
+    Each mask is sampled on a regular grid of its box (every ``step``-th row and column, at most
+    ``_PEAK_GRID`` per side) into one atlas where zeros surround every sample, and a single distance
+    transform serves all of them: the zeros around a sample keep its distances its own. The peak of a
+    sample is a mask pixel. Shapes too thin to survive the sampling are searched at full size. Ties go to
+    the first pixel in column-major order.
     """
-    steps = [-(-max(crop.shape) // _PEAK_GRID) for crop in crops]
-    samples = [crop[::step, ::step] for crop, step in zip(crops, steps, strict=True)]
-    places, height = _shelf_pack([sample.shape for sample in samples], _ATLAS_WIDTH)
-    atlas = np.zeros((height, _ATLAS_WIDTH), np.uint8)
-    for sample, (top, left) in zip(samples, places, strict=True):
-        atlas[top : top + sample.shape[0], left : left + sample.shape[1]] = sample
+    shapes = [(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]  # transposed, like the runs
+    steps = [-(-max(shape) // _PEAK_GRID) for shape in shapes]
+    samples = [(-(-w // step), -(-h // step)) for (w, h), step in zip(shapes, steps, strict=True)]
+    places, atlas_height = _shelf_pack(samples, _ATLAS_WIDTH)
+    atlas = np.zeros((atlas_height, _ATLAS_WIDTH), np.uint8)
+    counts, bounds = stack_runs(runs, *size)
+    box_array = np.array(boxes, np.int64).reshape(-1, 4)
+    sample_runs(atlas, counts, bounds, size[0], box_array, np.array(steps, np.int64), np.array(places, np.int64).reshape(-1, 2))
     dist = cv2.distanceTransform(atlas, cv2.DIST_L2, 3)
     points = []
-    for crop, sample, step, (top, left) in zip(crops, samples, steps, places, strict=True):
-        _, peak, _, (col, row) = cv2.minMaxLoc(dist[top : top + sample.shape[0], left : left + sample.shape[1]])
-        points.append((row * step, col * step) if peak > 0 else _peak_in_crop(crop))
+    for j, ((top, left), (sw, sh), step) in enumerate(zip(places, samples, steps, strict=True)):
+        _, peak, _, (col, row) = cv2.minMaxLoc(dist[top : top + sw, left : left + sh])
+        if peak == 0:  # the grid missed the mask: search the whole crop
+            crop = decode_run_crops([runs[j]], [size], [boxes[j]])[0]
+            row, col = _peak_in_crop(crop)
+            step = 1
+        points.append((boxes[j][0] + row * step, boxes[j][1] + col * step))
     return points
 
 
@@ -134,14 +135,10 @@ def label_point(mask: np.ndarray) -> tuple[int, int]:
     """
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D (height, width) mask, got shape {mask.shape}")
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if len(rows) == 0:
+    box = tuple(int(v) for v in mask_to_box(mask))
+    if box[2] == 0:
         raise ValueError("cannot place a label on an empty mask")
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    crop = np.ascontiguousarray(mask[y0:y1, x0:x1].T, dtype=np.uint8)
-    x, y = _label_points([crop])[0]
-    return x + int(x0), y + int(y0)
+    return _label_points([rle_counts(rle_encode(mask))], mask.shape, [box])[0]
 
 
 @lru_cache(maxsize=16)
@@ -199,24 +196,22 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
 def _fill_layer(
     arr: np.ndarray,
     boxes: Sequence[_CropBox],
-    crops: Sequence[np.ndarray],
+    runs: Sequence[np.ndarray],
     alpha: float,
     thickness: int,
     colors: Sequence[Color],
 ) -> None:
     """Blend up to 255 masks into ``arr`` in place: later masks cover earlier ones; outline if thickness > 0.
 
-    Mask k (from 1) is given by its tight crop box and its transposed crop holding k on the mask
-    (``_column_crops``). The crops are max-ed into a transposed uint8 label map over the layer's union box
-    (0 = no mask; a later mask has a higher label, so it covers), one OpenCV call per mask; colouring,
-    blending and outlining are then a few OpenCV passes over that box.
+    Mask k (from 1) is given by its tight box and its COCO runs. The masks are painted into a uint8 label
+    map over the layer's union box (0 = no mask, a later mask overwrites), straight from their runs;
+    colouring, blending and outlining are then a few OpenCV passes over that box.
     """
     ux0, uy0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     ux1, uy1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
     labels_t = np.zeros((ux1 - ux0, uy1 - uy0), np.uint8)
-    for (x0, y0, x1, y1), crop in zip(boxes, crops, strict=True):
-        view = labels_t[x0 - ux0 : x1 - ux0, y0 - uy0 : y1 - uy0]
-        cv2.max(view, crop, dst=view)
+    counts, bounds = stack_runs(runs, *arr.shape[:2])
+    paint_runs(labels_t, counts, bounds, np.arange(1, len(runs) + 1, dtype=np.uint8), arr.shape[0], ux0, uy0)
     labels = cv2.transpose(labels_t)
     lut = np.zeros((256, 1, 3), np.uint8)
     lut[1 : len(colors) + 1, 0] = colors
@@ -303,18 +298,17 @@ def render_overlay(
     drawn = [instances[j] for j in order]
     drawn_boxes = [boxes[j] for j in order]
     thickness = (1 if min(width, height) < 1500 else 2) if outline else 0
-    # Labels are uint8: layers of up to 255 masks, each mask holding its number in its layer.
-    crops = _column_crops(drawn, drawn_boxes, [j % 255 + 1 for j in range(len(drawn))])
-    layers = [slice(start, start + 255) for start in range(0, len(drawn), 255)]
-    label_points = beside(_label_points, crops)  # (x, y) in the boxes: the crops are transposed
+    runs = instance_runs(drawn)
+    label_points = beside(_label_points, runs, (height, width), drawn_boxes)
     arr = image_array.result()
-    for part in layers:
+    # Labels are uint8: layers of up to 255 masks, each mask holding its number in its layer.
+    for part in (slice(start, start + 255) for start in range(0, len(drawn), 255)):
         colors = [_color(inst.id) for inst in drawn[part]]
-        _fill_layer(arr, drawn_boxes[part], crops[part], alpha, thickness, colors)
+        _fill_layer(arr, drawn_boxes[part], runs[part], alpha, thickness, colors)
     size = font_size or _font_size(width, height)
-    for inst, (x0, y0, _, _), (x, y) in zip(drawn, drawn_boxes, label_points.result(), strict=True):
+    for inst, point in zip(drawn, label_points.result(), strict=True):
         text = labels.get(inst.id, str(inst.id)) if labels is not None else str(inst.id)
-        _paste_badge(arr, (x + x0, y + y0), _badge(text, size, _color(inst.id)))
+        _paste_badge(arr, point, _badge(text, size, _color(inst.id)))
     return Image.fromarray(arr)
 
 
@@ -368,7 +362,7 @@ def zoom_crop(
         crop = crop.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
     if not outline:
         return crop
-    mask = Image.fromarray(_column_crops([instance], [(x0, y0, x1, y1)], [255])[0].T)
+    mask = Image.fromarray(decode_run_crops([instance.runs], [instance.image_size], [(x0, y0, x1, y1)], [255])[0].T)
     if size != (w, h):
         mask = mask.resize(size, Image.Resampling.NEAREST)
     arr = np.array(crop)

@@ -99,26 +99,34 @@ def test_label_point_is_deep_inside_convex_and_concave_shapes() -> None:
 
 
 def test_label_points_of_many_masks_from_one_atlas_equal_one_by_one() -> None:
-    """All crops share one distance transform; each must get the peak of its own transform."""
+    """All masks share one distance transform; each must get the peak of its own transform."""
+    from sam3_agent.masks import rle_counts
     from sam3_agent.render import _label_points, _peak_in_crop
 
     rng = np.random.default_rng(1)
-    crops = []
+    size = (180, 200)
+    masks = []
     for _ in range(70):
         h, w = (int(v) for v in rng.integers(1, 160, 2))
         crop = (rng.random((h, w)) < rng.uniform(0.3, 1.0)).astype(np.uint8)
         crop = np.maximum(crop, disk(h / 2, w / 2, min(h, w) / 2, (h, w)))  # big crops keep a solid core
         crop[rng.integers(h), rng.integers(w)] = 1  # never empty
-        crops.append(crop)
-    thin = np.zeros((200, 7), np.uint8)
-    thin[:, 3] = 1  # missed by its every-5th-column sampling grid: searched at full size
-    crops.append(thin)
-    points = _label_points(crops)
-    for crop, (row, col) in zip(crops, points, strict=True):
+        y, x = rng.integers(0, size[0] - h + 1), rng.integers(0, size[1] - w + 1)
+        mask = np.zeros(size, bool)
+        mask[y : y + h, x : x + w] = crop
+        masks.append(mask)
+    thin = np.zeros(size, bool)
+    thin[10:170, 50] = True  # missed by its every-4th-column sampling grid: searched at full size
+    thin[11, 49] = True
+    masks.append(thin)
+    boxes = [tuple(int(v) for v in mask_to_box(mask)) for mask in masks]
+    points = _label_points([rle_counts(rle_encode(mask)) for mask in masks], size, boxes)
+    for mask, (x0, y0, x1, y1), (x, y) in zip(masks, boxes, points, strict=True):
+        crop = mask[y0:y1, x0:x1].T.astype(np.uint8)  # column-major, like the runs
         step = -(-max(crop.shape) // 48)
         sample = crop[::step, ::step]
-        expected = tuple(v * step for v in _peak_in_crop(sample)) if sample.any() else _peak_in_crop(crop)
-        assert (row, col) == expected and crop[row, col]
+        col, row = tuple(v * step for v in _peak_in_crop(sample)) if sample.any() else _peak_in_crop(crop)
+        assert (x, y) == (x0 + col, y0 + row) and mask[y, x]
 
 
 def test_label_point_rejects_empty_and_non_2d_masks() -> None:

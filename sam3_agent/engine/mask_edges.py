@@ -75,7 +75,7 @@ def _mask_edges(
 ):  # fmt: skip
     """Append one mask's edges (``slot``, column-major pixel index) at ``n``; the new count, or -1 when the
     buffers could not hold them (nothing is then written)."""
-    h = logits.shape[0]
+    h, w = logits.shape
     r0, r1, c0, c1 = _support(logits, threshold)
     if r1 == 0:
         return n
@@ -83,34 +83,45 @@ def _mask_edges(
     if x0 >= x1:  # downsampling: no output column reads the support
         return n
     k0, k1 = max(r0 - 1, 0), min(r1 + 1, h)
-    nr, nx = k1 - k0, x1 - x0
-    if n + nx * (nr + 1) > out_pos.shape[0]:
+    nr = k1 - k0
+    if n + (x1 - x0) * (nr + 1) > out_pos.shape[0]:
         return -1
-    values = np.empty((nr, nx), np.float32)
+    # The window's source columns, transposed, so that each output column is interpolated and scanned in
+    # contiguous memory.
+    ca, cb = max(c0 - 1, 0), min(c1 + 2, w)
+    window = np.empty((cb - ca, nr), np.float32)
     for i in range(nr):
-        for x in range(x0, x1):
-            left = logits[k0 + i, cols_lo[x]]
-            values[i, x - x0] = left + (logits[k0 + i, cols_hi[x]] - left) * cols_w[x]
+        for c in range(ca, cb):
+            window[c - ca, i] = logits[k0 + i, c]
+    column = np.empty(nr, np.float32)
+    # Rows that may be on: window rows outside the support are off (in exact arithmetic; pinned against
+    # rounding). A virtual off row lies above and below the window.
+    on_lo, on_hi = (1 if k0 != 0 else 0), (nr - 1 if k1 != h else nr)
     start = n
     for x in range(x0, x1):
-        before = False  # a virtual "off" row above the window
-        for i in range(nr + 1):
-            # Window rows outside the support are off (in exact arithmetic; pinned against rounding), and
-            # so is a virtual row below the window.
-            edge_row = (i == 0 and k0 != 0) or (i == nr - 1 and k1 != h)
-            now = i < nr and not edge_row and values[i, x - x0] >= threshold
-            if now == before:
-                continue
-            before = now
+        left, right, weight = window[cols_lo[x] - ca], window[cols_hi[x] - ca], cols_w[x]
+        for i in range(nr):
+            column[i] = left[i] + (right[i] - left[i]) * weight
+        on, i = False, on_lo
+        while True:  # each pass finds the next switch
+            if on:
+                while i < on_hi and column[i] >= threshold:
+                    i += 1
+            else:
+                while i < on_hi and not column[i] >= threshold:
+                    i += 1
+                if i == on_hi:
+                    break
+            on = not on
             k = k0 + i - 1  # the switch lies between source rows k and k + 1
             if i == 0:
                 at = 0
-            elif i == nr and k1 == h:
+            elif i == nr:
                 at = height
             else:
-                base = np.float64(values[i - 1, x - x0])
-                cross = k + (threshold - base) / (np.float64(values[i, x - x0]) - base)
-                found = first_reaching(rows_pos, rows_scale, cross, now)
+                base = np.float64(column[i - 1])
+                cross = k + (threshold - base) / (np.float64(column[i]) - base)
+                found = first_reaching(rows_pos, rows_scale, cross, on)
                 at = min(max(found, rows_group[k]), rows_group[k + 1])
             position = x * height + at
             if n > start and out_pos[n - 1] == position:
@@ -118,6 +129,8 @@ def _mask_edges(
             else:
                 out_slot[n], out_pos[n] = slot, position
                 n += 1
+            if i == on_hi:
+                break
     return n
 
 
