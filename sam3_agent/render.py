@@ -108,7 +108,9 @@ def _label_points(
     atlas = np.zeros((atlas_height, _ATLAS_WIDTH), np.uint8)
     counts, bounds = stack_runs(runs, *size)
     box_array = np.array(boxes, np.int64).reshape(-1, 4)
-    sample_runs(atlas, counts, bounds, size[0], box_array, np.array(steps, np.int64), np.array(places, np.int64).reshape(-1, 2))
+    sample_runs(
+        atlas, counts, bounds, size[0], box_array, np.array(steps, np.int64), np.array(places, np.int64).reshape(-1, 2)
+    )
     dist = cv2.distanceTransform(atlas, cv2.DIST_L2, 3)
     points = []
     for j, ((top, left), (sw, sh), step) in enumerate(zip(places, samples, steps, strict=True)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -165,7 +167,7 @@ def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
 def test_coco_strings_match_pycocotools_for_small_huge_and_falling_counts() -> None:
     from pycocotools import mask as coco_mask
 
-    from sam3_agent.engine.postprocess import _coco_strings
+    from sam3_agent.engine.mask_edges import coco_chars
 
     rng = np.random.default_rng(3)
     height, width = 4000, 3000  # runs up to 12 M pixels: values of five 5-bit groups
@@ -183,4 +185,6 @@ def test_coco_strings_match_pycocotools_for_small_huge_and_falling_counts() -> N
         encoded = coco_mask.frPyObjects({"size": [height, width], "counts": runs}, height, width)
         strings.insert(position, encoded["counts"].decode("ascii"))
     starts = np.concatenate([[0], np.cumsum([len(c) for c in all_counts])])
-    assert _coco_strings(np.concatenate(all_counts), starts) == strings
+    chars, bounds = coco_chars(np.concatenate(all_counts), starts)
+    text = chars.tobytes().decode("ascii")
+    assert [text[a:b] for a, b in itertools.pairwise(bounds.tolist())] == strings

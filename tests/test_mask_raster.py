@@ -52,7 +52,7 @@ def test_sample_runs_equals_the_decoded_masks_on_their_grids() -> None:
     boxes = np.array([[int(v) for v in mask_to_box(mask)] for mask in masks], np.int64)
     steps = rng.integers(1, 6, len(masks)).astype(np.int64)
     places, top = [], 1
-    for (x0, y0, x1, y1), step in zip(boxes, steps, strict=True):
+    for (x0, _, x1, _), step in zip(boxes, steps, strict=True):
         places.append((top, 2))
         top += -(-(x1 - x0) // step) + 1
     atlas = np.zeros((top, 60), np.uint8)

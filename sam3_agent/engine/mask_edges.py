@@ -153,3 +153,75 @@ def edges_from(
             return n, j
         n = grown
     return n, indices.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def runs_from_edges(edge_slot, edges, n_slots, height, width):
+    """COCO run lengths, tight boxes and areas of masks given by their edges (``edges_from``'s output).
+
+    Returns (counts, bounds, boxes, areas): slot j's runs are ``counts[bounds[j]:bounds[j + 1]]`` (none for
+    a slot without edges: an empty mask), its box (x0, y0, x1, y1) with the max corner exclusive and its
+    pixel count ``boxes[j]`` and ``areas[j]``. Runs alternate background / foreground from background
+    (the first may be 0 long); a final background run is there when it is not empty.
+    """
+    n_edges = edges.shape[0]
+    counts = np.empty(n_edges + n_slots, np.int64)
+    bounds = np.empty(n_slots + 1, np.int64)
+    boxes = np.zeros((n_slots, 4), np.int64)
+    areas = np.zeros(n_slots, np.int64)
+    e, c = 0, 0
+    for j in range(n_slots):
+        bounds[j] = c
+        first = e
+        while e < n_edges and edge_slot[e] == j:
+            e += 1
+        if e == first:
+            continue
+        previous, top, bottom, spans = 0, height, 0, False
+        for k in range(first, e):
+            counts[c] = edges[k] - previous
+            previous, c = edges[k], c + 1
+            if (k - first) & 1:  # a run's end: its start is the edge before
+                start, end = edges[k - 1], edges[k]
+                areas[j] += end - start
+                first_col, last_col = start // height, (end - 1) // height
+                spans = spans or first_col != last_col
+                top = min(top, start - first_col * height)
+                bottom = max(bottom, end - last_col * height)
+        if previous != height * width:
+            counts[c], c = height * width - previous, c + 1
+        if spans:  # a run over a column's bottom covers the next column's top
+            top, bottom = 0, height
+        boxes[j, 0], boxes[j, 1] = edges[first] // height, top
+        boxes[j, 2], boxes[j, 3] = (edges[e - 1] - 1) // height + 1, bottom
+    bounds[n_slots] = c
+    return counts[:c], bounds, boxes, areas
+
+
+@numba.njit(cache=True, nogil=True)
+def coco_chars(counts, bounds):
+    """The characters of the COCO compressed RLE strings of masks j, runs ``counts[bounds[j]:bounds[j + 1]]``.
+
+    Returns (chars as uint8 ASCII, char_bounds): string j is ``chars[char_bounds[j]:char_bounds[j + 1]]``.
+    The format (pycocotools' ``rleToString``): from a mask's fourth count on, a count is stored as its
+    difference to the count two before; each value goes out in 5-bit groups, least significant first, as
+    character 48 + group (+ 32 when another group follows), until the rest is the sign extension (0, or -1
+    for negative values) and the last group's bit 4 agrees with it.
+    """
+    n = bounds.shape[0] - 1
+    chars = np.empty(13 * counts.shape[0], np.uint8)  # 13 groups hold any int64
+    char_bounds = np.empty(n + 1, np.int64)
+    p = 0
+    for j in range(n):
+        char_bounds[j] = p
+        for i in range(bounds[j], bounds[j + 1]):
+            value = counts[i] - counts[i - 2] if i - bounds[j] > 2 else counts[i]
+            more = True
+            while more:
+                group = value & 0x1F
+                value >>= 5
+                more = value != -1 if group & 0x10 else value != 0
+                chars[p] = group + 48 + (32 if more else 0)
+                p += 1
+    char_bounds[n] = p
+    return chars[:p], char_bounds

@@ -32,7 +32,6 @@ This module is torch-free: it takes numpy arrays.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,7 +39,7 @@ from functools import lru_cache
 import numpy as np
 
 from sam3_agent.engine import mask_edges
-from sam3_agent.masks import nms, split_lengths
+from sam3_agent.masks import nms
 from sam3_agent.parallel import beside
 from sam3_agent.schema import BoxXYXY, Instance, Rle, Thresholds
 
@@ -166,60 +165,16 @@ def _encode_runs(
     edge_slot: np.ndarray, edges: np.ndarray, n_slots: int, height: int, width: int
 ) -> list[EncodedMask | None]:
     """RLE, box and area per slot from its on/off edges (sorted by slot, then position; on, off, on, ...)."""
-    bounds = np.searchsorted(edge_slot, np.arange(n_slots + 1))
-    filled = np.flatnonzero(bounds[1:] > bounds[:-1])
-    if len(filled) == 0:
-        return [None] * n_slots
-    starts, ends = edges[0::2], edges[1::2]
-    first_run = bounds[filled] // 2  # each slot's runs: first_run[j] .. next slot's first run
-    # COCO counts: the gap before each run and the run itself, alternating; each mask restarts at 0.
-    gaps = np.diff(edges, prepend=0)
-    gaps[bounds[filled]] = edges[bounds[filled]]
-    tails = height * width - edges[bounds[filled + 1] - 1]
-    areas = np.add.reduceat(ends - starts, first_run)
-    first_col, last_col = starts // height, (ends - 1) // height
-    x0, x1 = first_col[first_run], last_col[bounds[filled + 1] // 2 - 1] + 1
-    top = np.minimum.reduceat(starts % height, first_run)
-    bottom = np.maximum.reduceat((ends - 1) % height, first_run) + 1
-    spans = np.add.reduceat((first_col != last_col).astype(np.int64), first_run) > 0
-    top[spans], bottom[spans] = 0, height  # a run spanning columns covers a column's bottom and the next's top
-    with_tail = tails != 0
-    counts = np.insert(gaps, bounds[filled + 1][with_tail], tails[with_tail])
-    lengths = bounds[filled + 1] - bounds[filled] + with_tail
-    strings = _coco_strings(counts, np.concatenate([[0], np.cumsum(lengths)]))
-    runs = split_lengths(counts, lengths)
-    boxes = np.stack([x0, top, x1, bottom], axis=1).astype(np.float64).tolist()
+    counts, bounds, boxes, areas = mask_edges.runs_from_edges(edge_slot, edges, n_slots, height, width)
+    chars, char_bounds = mask_edges.coco_chars(counts, bounds)
+    text = chars.tobytes().decode("ascii")
     out: list[EncodedMask | None] = [None] * n_slots
-    for j, (slot, area) in enumerate(zip(filled.tolist(), areas.tolist(), strict=True)):
-        rle = Rle(size=(height, width), counts=strings[j])
-        out[slot] = EncodedMask(rle=rle, box=tuple(boxes[j]), area=area, runs=runs[j])
+    run_bounds, text_bounds = bounds.tolist(), char_bounds.tolist()
+    for j, (box, area) in enumerate(zip(boxes.astype(np.float64).tolist(), areas.tolist(), strict=True)):
+        if run_bounds[j] < run_bounds[j + 1]:
+            rle = Rle(size=(height, width), counts=text[text_bounds[j] : text_bounds[j + 1]])
+            out[j] = EncodedMask(rle=rle, box=tuple(box), area=area, runs=counts[run_bounds[j] : run_bounds[j + 1]])
     return out
-
-
-def _coco_strings(counts: np.ndarray, starts: np.ndarray) -> list[str]:
-    """COCO's compressed RLE strings of several masks, all in one numpy pass.
-
-    ``counts`` holds every mask's run lengths (int64, >= 0) back to back; mask j's are
-    ``counts[starts[j]:starts[j + 1]]``. COCO's string format: from the fourth count on, each count is
-    stored as its difference to the count two before; each value is written in 5-bit groups, least
-    significant first, as characters 48 + group (+ 32 when another group follows), until the rest of the
-    value is its sign extension (0, or -1 for negative values) and the last group's bit 4 agrees with it.
-    """
-    value = counts.copy()
-    value[2:] -= counts[:-2]
-    head = (starts[:-1, None] + np.arange(3)).ravel()  # each mask's first three counts stay as they are
-    head = head[head < np.repeat(starts[1:], 3)]
-    value[head] = counts[head]
-    # Groups a value needs: its bits up to and including the sign bit, 5 per group (at least one group).
-    magnitude = np.where(value < 0, ~value, value)
-    n_groups = np.frexp(magnitude.astype(np.float64))[1] // 5 + 1  # frexp: the bit length, exact below 2**53
-    group_end = np.cumsum(n_groups)
-    group = np.arange(int(group_end[-1]) if len(group_end) else 0) - np.repeat(group_end - n_groups, n_groups)
-    more = group < np.repeat(n_groups - 1, n_groups)
-    chars = ((np.repeat(value, n_groups) >> (5 * group)) & 0x1F) + 48 + 32 * more
-    text = chars.astype(np.uint8).tobytes().decode("ascii")
-    ends = np.concatenate([[0], group_end])[starts].tolist()
-    return [text[a:b] for a, b in itertools.pairwise(ends)]
 
 
 def encode_mask(logits: np.ndarray, image_size: tuple[int, int], mask_threshold: float) -> EncodedMask | None:
