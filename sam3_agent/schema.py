@@ -57,7 +57,7 @@ class Instance(_Frozen):
     @field_validator("box")
     @classmethod
     def _box_is_ordered(cls, box: BoxXYXY) -> BoxXYXY:
-        if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
+        if not all(map(math.isfinite, box)) or box[2] < box[0] or box[3] < box[1]:
             raise ValueError(f"box must be finite XYXY with x1 >= x0 and y1 >= y0, got {box}")
         return box
 

@@ -132,9 +132,14 @@ class EncodedMask:
     """One thresholded, upsampled mask: its full-image RLE (also as run lengths), tight box and pixel count."""
 
     rle: Rle
-    box: BoxXYXY  # pixels of the original image, max corner exclusive
+    extent: tuple[int, int, int, int]  # x0, y0, x1, y1 pixels of the original image, max corner exclusive
     area: int
     runs: np.ndarray = field(compare=False)  # the RLE's counts as int64 (``sam3_agent.masks.rle_counts``)
+
+    @property
+    def box(self) -> BoxXYXY:
+        """The tight box as float XYXY, like ``Instance.box``."""
+        return tuple(float(v) for v in self.extent)  # type: ignore[return-value]
 
 
 def encode_masks(
@@ -170,10 +175,11 @@ def _encode_runs(
     text = chars.tobytes().decode("ascii")
     out: list[EncodedMask | None] = [None] * n_slots
     run_bounds, text_bounds = bounds.tolist(), char_bounds.tolist()
-    for j, (box, area) in enumerate(zip(boxes.astype(np.float64).tolist(), areas.tolist(), strict=True)):
+    for j, (box, area) in enumerate(zip(boxes.tolist(), areas.tolist(), strict=True)):
         if run_bounds[j] < run_bounds[j + 1]:
             rle = Rle(size=(height, width), counts=text[text_bounds[j] : text_bounds[j + 1]])
-            out[j] = EncodedMask(rle=rle, box=tuple(box), area=area, runs=counts[run_bounds[j] : run_bounds[j + 1]])
+            runs = counts[run_bounds[j] : run_bounds[j + 1]]
+            out[j] = EncodedMask(rle=rle, extent=tuple(box), area=area, runs=runs)  # type: ignore[arg-type]
     return out
 
 
@@ -218,13 +224,12 @@ def instances_from_logits(
             phrase=phrase,
             score=min(max(float(scores[idx]), 0.0), 1.0),
             presence_score=presence,
-            box=encoded.box,
+            box=encoded.extent,  # ints, validated into floats
             rle=encoded.rle,
             area=encoded.area,
         )
         # Seed the cached properties: overlays then need not parse the string or scan the runs again.
-        x0, y0, x1, y1 = (int(v) for v in encoded.box)
-        instance.__dict__.update(runs=encoded.runs, mask_extent=((x0, y0, x1, y1), encoded.area))
+        instance.__dict__.update(runs=encoded.runs, mask_extent=(encoded.extent, encoded.area))
         instances.append(instance)
     if thresholds.nms_iom is not None and len(instances) > 1:
         kept = nms(instances, threshold=thresholds.nms_iom, metric="iom")
