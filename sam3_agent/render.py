@@ -195,29 +195,30 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
     return np.array(image if image.mode == "RGB" else image.convert("RGB"))
 
 
-def _fill_layer(
-    arr: np.ndarray,
-    boxes: Sequence[_CropBox],
-    runs: Sequence[np.ndarray],
-    alpha: float,
-    thickness: int,
-    colors: Sequence[Color],
-) -> None:
-    """Blend up to 255 masks into ``arr`` in place: later masks cover earlier ones; outline if thickness > 0.
+def _label_map(
+    boxes: Sequence[_CropBox], runs: Sequence[np.ndarray], size: tuple[int, int]
+) -> tuple[np.ndarray, _CropBox]:
+    """Up to 255 masks (tight boxes, COCO runs of a (height, width) image) as a uint8 map over their union
+    box, and that box: 0 = no mask, k = mask k (from 1), a later mask covering an earlier one.
 
-    Mask k (from 1) is given by its tight box and its COCO runs. The masks are painted into a uint8 label
-    map over the layer's union box (0 = no mask, a later mask overwrites), straight from their runs;
-    colouring, blending and outlining are then a few OpenCV passes over that box.
+    The masks are painted straight from their runs into the transposed map (the runs' order).
     """
     ux0, uy0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     ux1, uy1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
     labels_t = np.zeros((ux1 - ux0, uy1 - uy0), np.uint8)
-    counts, bounds = stack_runs(runs, *arr.shape[:2])
-    paint_runs(labels_t, counts, bounds, np.arange(1, len(runs) + 1, dtype=np.uint8), arr.shape[0], ux0, uy0)
-    labels = cv2.transpose(labels_t)
+    counts, bounds = stack_runs(runs, *size)
+    paint_runs(labels_t, counts, bounds, np.arange(1, len(runs) + 1, dtype=np.uint8), size[0], ux0, uy0)
+    return cv2.transpose(labels_t), (ux0, uy0, ux1, uy1)
+
+
+def _fill_layer(
+    arr: np.ndarray, labels: np.ndarray, box: _CropBox, alpha: float, thickness: int, colors: Sequence[Color]
+) -> None:
+    """Blend a ``_label_map`` over ``box`` into ``arr`` in place, mask k in ``colors[k - 1]``; outline if
+    thickness > 0. Colouring, blending and outlining are a few OpenCV passes over the box."""
     lut = np.zeros((256, 1, 3), np.uint8)
     lut[1 : len(colors) + 1, 0] = colors
-    region = arr[uy0:uy1, ux0:ux1]
+    region = arr[box[1] : box[3], box[0] : box[2]]
     if len(labels) < 2 * _MIN_STRIPE:
         _blend_rows(region, labels, lut, alpha, thickness, 0, len(labels))
         return
@@ -302,11 +303,12 @@ def render_overlay(
     thickness = (1 if min(width, height) < 1500 else 2) if outline else 0
     runs = instance_runs(drawn)
     label_points = beside(_label_points, runs, (height, width), drawn_boxes)
+    # Label maps are uint8: layers of up to 255 masks, each mask holding its number in its layer.
+    layers = [slice(start, start + 255) for start in range(0, len(drawn), 255)]
+    label_maps = [_label_map(drawn_boxes[part], runs[part], (height, width)) for part in layers]
     arr = image_array.result()
-    # Labels are uint8: layers of up to 255 masks, each mask holding its number in its layer.
-    for part in (slice(start, start + 255) for start in range(0, len(drawn), 255)):
-        colors = [_color(inst.id) for inst in drawn[part]]
-        _fill_layer(arr, drawn_boxes[part], runs[part], alpha, thickness, colors)
+    for part, (label_map, box) in zip(layers, label_maps, strict=True):
+        _fill_layer(arr, label_map, box, alpha, thickness, [_color(inst.id) for inst in drawn[part]])
     size = font_size or _font_size(width, height)
     for inst, point in zip(drawn, label_points.result(), strict=True):
         text = labels.get(inst.id, str(inst.id)) if labels is not None else str(inst.id)
