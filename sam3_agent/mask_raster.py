@@ -68,21 +68,44 @@ def sample_runs(atlas, counts, bounds, height, boxes, steps, places):
     """
     for j in range(steps.shape[0]):
         step, x0, y0, x1, y1 = steps[j], boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3]
-        top, left, first, pos = places[j, 0], places[j, 1], bounds[j], 0
+        top, left, first = places[j, 0], places[j, 1], bounds[j]
+        col, row = 0, 0  # where the current run starts (tracked without a division per run)
+        grid_col, a = x0, top  # the next grid column at or right of col, and its atlas row
         for k in range(first, bounds[j + 1]):
             length = counts[k]
             if (k - first) & 1:
-                p, end = pos, pos + length
-                while p < end:
-                    col = p // height
-                    row = p - col * height
-                    stop = min(end, p + height - row)
-                    if x0 <= col < x1 and (col - x0) % step == 0:
-                        # the first grid row at or below this stretch's top
-                        y = y0 + max(-(-(row - y0) // step), 0) * step
-                        a = top + (col - x0) // step
-                        while y < min(row + stop - p, y1):
-                            atlas[a, left + (y - y0) // step] = 1
-                            y += step
-                    p = stop
-            pos += length
+                c, r, left_over = col, row, length
+                while left_over > 0 and c < x1:  # one column's stretch per pass
+                    take = min(left_over, height - r)
+                    while grid_col < c:
+                        grid_col, a = grid_col + step, a + 1
+                    if c == grid_col:
+                        b = max(-(-(r - y0) // step), 0)  # the first grid row at or below the stretch's top
+                        y, end = y0 + b * step, min(r + take, y1)
+                        while y < end:
+                            atlas[a, left + b] = 1
+                            y, b = y + step, b + 1
+                    left_over, r = left_over - take, r + take
+                    if r == height:
+                        c, r = c + 1, 0
+            row += length
+            if row >= height:
+                col, row = col + row // height, row % height
+
+
+@numba.njit(cache=True, nogil=True)
+def atlas_peaks(dist, places, shapes):
+    """Per sample j (atlas rows ``places[j, 0]`` on, columns ``places[j, 1]`` on, of size ``shapes[j]``): the
+    (row, col) within it of the first maximum of ``dist`` in row-major order, and whether that maximum is
+    above 0. Returns an (n, 3) int64 array."""
+    out = np.zeros((places.shape[0], 3), np.int64)
+    for j in range(places.shape[0]):
+        top, left = places[j, 0], places[j, 1]
+        best = np.float32(0.0)
+        for r in range(shapes[j, 0]):
+            for c in range(shapes[j, 1]):
+                if dist[top + r, left + c] > best:
+                    best = dist[top + r, left + c]
+                    out[j, 0], out[j, 1] = r, c
+        out[j, 2] = best > 0
+    return out

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sam3_agent.errors import ImageError
-from sam3_agent.mask_raster import paint_runs, sample_runs, stack_runs
+from sam3_agent.mask_raster import atlas_peaks, paint_runs, sample_runs, stack_runs
 from sam3_agent.masks import decode_run_crops, instance_extents, instance_runs, mask_to_box, rle_counts, rle_encode
 from sam3_agent.parallel import beside
 from sam3_agent.schema import Instance
@@ -107,17 +107,15 @@ def _label_points(
     places, atlas_height = _shelf_pack(samples, _ATLAS_WIDTH)
     atlas = np.zeros((atlas_height, _ATLAS_WIDTH), np.uint8)
     counts, bounds = stack_runs(runs, *size)
-    box_array = np.array(boxes, np.int64).reshape(-1, 4)
-    sample_runs(
-        atlas, counts, bounds, size[0], box_array, np.array(steps, np.int64), np.array(places, np.int64).reshape(-1, 2)
-    )
-    dist = cv2.distanceTransform(atlas, cv2.DIST_L2, 3)
+    place_array, shape_array = np.array(places, np.int64).reshape(-1, 2), np.array(samples, np.int64).reshape(-1, 2)
+    box_array, step_array = np.array(boxes, np.int64).reshape(-1, 4), np.array(steps, np.int64)
+    sample_runs(atlas, counts, bounds, size[0], box_array, step_array, place_array)
+    peaks = atlas_peaks(cv2.distanceTransform(atlas, cv2.DIST_L2, 3), place_array, shape_array).tolist()
     points = []
-    for j, ((top, left), (sw, sh), step) in enumerate(zip(places, samples, steps, strict=True)):
-        _, peak, _, (col, row) = cv2.minMaxLoc(dist[top : top + sw, left : left + sh])
-        if peak == 0:  # the grid missed the mask: search the whole crop
-            crop = decode_run_crops([runs[j]], [size], [boxes[j]])[0]
-            row, col = _peak_in_crop(crop)
+    for j, (row, col, found) in enumerate(peaks):
+        step = steps[j]
+        if not found:  # the grid missed the mask: search the whole crop
+            row, col = _peak_in_crop(decode_run_crops([runs[j]], [size], [boxes[j]])[0])
             step = 1
         points.append((boxes[j][0] + row * step, boxes[j][1] + col * step))
     return points
