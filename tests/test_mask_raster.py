@@ -85,3 +85,20 @@ def test_stack_runs_rejects_runs_that_do_not_cover_the_image() -> None:
             stack_runs(bad, 2, 3)
     empty, bounds = stack_runs([], 2, 3)
     assert len(empty) == 0 and bounds.tolist() == [0]
+
+
+def test_atlas_peaks_are_opencvs_first_maxima() -> None:
+    import cv2
+
+    from sam3_agent.mask_raster import atlas_peaks
+
+    rng = np.random.default_rng(2)
+    dist = rng.integers(0, 4, (30, 40)).astype(np.float32)  # many ties
+    dist[20:25, 30:38] = 0  # an all-zero sample: no peak
+    places = np.array([[0, 0], [3, 5], [10, 20], [20, 30], [29, 39]], np.int64)
+    shapes = np.array([[30, 40], [7, 9], [10, 20], [5, 8], [1, 1]], np.int64)
+    for (top, left), (h, w), (row, col, found) in zip(places, shapes, atlas_peaks(dist, places, shapes), strict=True):
+        _, peak, _, (x, y) = cv2.minMaxLoc(dist[top : top + h, left : left + w])
+        assert found == (peak > 0)
+        if found:
+            assert (row, col) == (y, x)
