@@ -1,14 +1,18 @@
 """A second thread for big passes that release the GIL while they work (compiled loops, OpenCV, Pillow).
 
 ``beside(fn, *args)`` starts ``fn`` on one process-wide helper thread; the caller goes on with other
-work and collects the result later, or runs ``fn`` itself if the helper has not started it by then. On a
-single core, or when called from the helper thread itself, ``fn`` runs at once, inline. The helper is
-created on first use and forgotten in forked children (a fork copies no threads). Only worth it for
-passes of a millisecond or more: a hand-over costs tens of microseconds.
+work and collects the result later, or runs ``fn`` itself if the helper has not started it by then.
+``share(fn, n)`` splits work into pieces ``fn(0) .. fn(n - 1)`` that the helper and, once it asks for the
+results, the caller take one by one: a helper slowed down by a busy machine then holds back at most the
+piece it is on, instead of half of the work. On a single core, or when called from the helper thread
+itself, work runs at once, inline. The helper is created on first use and forgotten in forked children
+(a fork copies no threads). Only worth it for pieces of a fraction of a millisecond or more: a hand-over
+costs tens of microseconds.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -78,3 +82,36 @@ def beside(fn: Callable[..., R], /, *args: object) -> Beside[R]:
     except BaseException as error:  # handed to whoever collects the result, as a pool would
         done.set_exception(error)
     return Beside(done, fn, args)
+
+
+class Shared(Generic[R]):
+    """Pieces of work taken one by one by the helper thread and, in ``result()``, by the caller."""
+
+    def __init__(self, fn: Callable[[int], R], n: int) -> None:
+        self._fn, self._n = fn, n
+        self._taken = itertools.count()  # next() on it is atomic: each index goes to one taker
+        self._results: list[R | None] = [None] * n
+        self._failed = False
+        self._helper = beside(self._take)
+
+    def _take(self) -> None:
+        while not self._failed and (i := next(self._taken)) < self._n:
+            try:
+                self._results[i] = self._fn(i)
+            except BaseException:
+                self._failed = True  # the other taker stops after its current piece
+                raise
+
+    def result(self) -> list[R]:
+        """``[fn(0), ..., fn(n - 1)]``; the caller takes pieces too, then waits for the helper's last one.
+        An error in any piece is raised here."""
+        try:
+            self._take()
+        finally:
+            self._helper.result()
+        return self._results  # type: ignore[return-value]
+
+
+def share(fn: Callable[[int], R], n: int) -> Shared[R]:
+    """Start the helper thread on pieces ``fn(0) .. fn(n - 1)``; ``result()`` has the caller join in."""
+    return Shared(fn, n)

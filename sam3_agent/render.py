@@ -8,15 +8,15 @@ Performance (``render_overlay``): masks are read from their COCO run lengths (``
 by the engine, else parsed from all the strings in one numpy pass) and never decoded in full. Tight boxes
 and areas come from the runs; compiled loops (``sam3_agent.mask_raster``) paint the runs into a uint8
 label map and sample them into an atlas. Colouring, blending and outlining are then a few OpenCV passes
-over the masks' union box of one uint8 copy of the image, and one distance transform over the atlas
-finds the label points. The passes that release the GIL (Pillow's conversion to an array, the label
-points, half of the blending) run on a helper thread (``sam3_agent.parallel``) while the calling thread
-does the rest.
+over the masks' union box of one uint8 copy of the image, and a distance transform over the atlas
+finds the label points. The label points (in pieces of masks) and the blending (in blocks of rows) are
+shared with a helper thread (``sam3_agent.parallel.share``): those passes release the GIL.
 """
 
 from __future__ import annotations
 
 import colorsys
+import itertools
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sam3_agent.errors import ImageError
 from sam3_agent.mask_raster import atlas_peaks, paint_runs, sample_runs, stack_runs
 from sam3_agent.masks import decode_run_crops, instance_extents, instance_runs, mask_to_box, rle_counts, rle_encode
-from sam3_agent.parallel import beside
+from sam3_agent.parallel import share
 from sam3_agent.schema import Instance
 
 _GOLDEN = 0.618033988749895
@@ -217,17 +217,18 @@ def _fill_layer(
     lut = np.zeros((256, 1, 3), np.uint8)
     lut[1 : len(colors) + 1, 0] = colors
     region = arr[box[1] : box[3], box[0] : box[2]]
-    if len(labels) < 2 * _MIN_STRIPE:
+    starts = range(0, len(labels), _BLOCK_ROWS)
+    if len(starts) < 2:
         _blend_rows(region, labels, lut, alpha, thickness, 0, len(labels))
         return
-    # Two stripes, one on the helper thread: every OpenCV pass below releases the GIL.
-    middle = len(labels) // 2
-    top = beside(_blend_rows, region, labels, lut, alpha, thickness, 0, middle)
-    _blend_rows(region, labels, lut, alpha, thickness, middle, len(labels))
-    top.result()
+    # Blocks of rows, shared with the helper thread: every OpenCV pass in them releases the GIL.
+    share(
+        lambda k: _blend_rows(region, labels, lut, alpha, thickness, starts[k], starts[k] + _BLOCK_ROWS), len(starts)
+    ).result()
 
 
-_MIN_STRIPE = 128  # rows; smaller layers are blended in one go
+_BLOCK_ROWS = 128  # rows blended at a time; smaller layers are blended in one go
+_MASKS_PER_PIECE = 25  # masks whose label points are found at a time
 
 
 def _blend_rows(
@@ -237,6 +238,7 @@ def _blend_rows(
 
     The outline needs ``thickness`` rows of labels beyond y0:y1; rows past the labels count as outside.
     """
+    y1 = min(y1, len(labels))
     rows, row_labels = region[y0:y1], labels[y0:y1]
     colored = cv2.applyColorMap(row_labels, lut)  # a plain 1-to-3-channel lookup with a user colour map
     covered = cv2.compare(row_labels, 0, cv2.CMP_GT)
@@ -292,7 +294,6 @@ def render_overlay(
     if any(size != (image.height, image.width) for size in {inst.rle.size for inst in instances}):
         for inst in instances:  # name the first that differs
             _check_size(image, inst)
-    image_array = beside(_rgb_array, image)  # Pillow's conversion runs while the masks are decoded
     height, width = image.height, image.width
     boxes, areas = _mask_boxes(instances)
     order = sorted((j for j in range(len(instances)) if areas[j] > 0), key=lambda j: (-areas[j], instances[j].id))
@@ -300,15 +301,17 @@ def render_overlay(
     drawn_boxes = [boxes[j] for j in order]
     thickness = (1 if min(width, height) < 1500 else 2) if outline else 0
     runs = instance_runs(drawn)
-    label_points = beside(_label_points, runs, (height, width), drawn_boxes)
+    # The helper starts on the label points while this thread paints the label maps and converts the image.
+    pieces = [slice(start, start + _MASKS_PER_PIECE) for start in range(0, len(drawn), _MASKS_PER_PIECE)]
+    label_points = share(lambda k: _label_points(runs[pieces[k]], (height, width), drawn_boxes[pieces[k]]), len(pieces))
     # Label maps are uint8: layers of up to 255 masks, each mask holding its number in its layer.
     layers = [slice(start, start + 255) for start in range(0, len(drawn), 255)]
     label_maps = [_label_map(drawn_boxes[part], runs[part], (height, width)) for part in layers]
-    arr = image_array.result()
+    arr = _rgb_array(image)
     for part, (label_map, box) in zip(layers, label_maps, strict=True):
         _fill_layer(arr, label_map, box, alpha, thickness, [_color(inst.id) for inst in drawn[part]])
     size = font_size or _font_size(width, height)
-    for inst, point in zip(drawn, label_points.result(), strict=True):
+    for inst, point in zip(drawn, itertools.chain.from_iterable(label_points.result()), strict=True):
         text = labels.get(inst.id, str(inst.id)) if labels is not None else str(inst.id)
         _paste_badge(arr, point, _badge(text, size, _color(inst.id)))
     return Image.fromarray(arr)

@@ -126,7 +126,8 @@ def test_masks_split_over_two_threads_and_grown_buffers_equal_one_by_one(
     monkeypatch.setattr(parallel, "cores", lambda: n_cores)
     rng = np.random.default_rng(5)
     # Ragged noise: every mask's window is the whole image, with many switches per column, so the
-    # first edge buffers (65,536 entries) overflow and grow.
+    # first edge buffers overflow and grow (those of the pieces shared between threads, and the 65,536
+    # entries of one-by-one encoding).
     logits = np.concatenate([blob_logits(20), rng.normal(0, 3, (12, 72, 72)).astype(np.float32)])
     together = encode_masks(logits, (300, 200), 0.5)
     assert together == [encode_mask(m, (300, 200), 0.5) for m in logits]

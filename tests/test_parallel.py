@@ -87,3 +87,43 @@ def test_work_the_busy_helper_has_not_started_is_run_by_the_caller(two_cores: No
         release.set()
     assert blocker.result(timeout=10) is True
     assert on_helper(threading.get_ident) != threading.get_ident()  # the helper serves again
+
+
+def test_shared_pieces_are_all_done_once_in_order_by_both_threads(two_cores: None) -> None:
+    done_by: dict[int, int] = {}
+    taken, release = threading.Event(), threading.Event()
+
+    def piece(i: int) -> int:
+        if i == 0:  # the helper takes piece 0 and holds it: the caller does the rest
+            taken.set()
+            assert release.wait(10)
+        done_by[i] = threading.get_ident()
+        return i * i
+
+    shared = parallel.share(piece, 6)
+    assert taken.wait(10)
+    threading.Timer(0.2, release.set).start()
+    assert shared.result() == [0, 1, 4, 9, 16, 25]
+    assert sorted(done_by) == list(range(6))
+    assert done_by[0] != threading.get_ident()  # held by the helper
+    assert any(ident == threading.get_ident() for ident in done_by.values())
+
+
+@pytest.mark.parametrize("n_cores", [1, 2])
+def test_shared_work_raises_a_pieces_error_and_the_helper_lives_on(
+    monkeypatch: pytest.MonkeyPatch, n_cores: int
+) -> None:
+    monkeypatch.setattr(parallel, "cores", lambda: n_cores)
+    shared = parallel.share(lambda i: 10 // (3 - i), 5)
+    with pytest.raises(ZeroDivisionError):
+        shared.result()
+    assert parallel.share(lambda i: i + 1, 3).result() == [1, 2, 3]
+    assert parallel.share(lambda i: i, 0).result() == []
+
+
+def test_shared_work_on_a_single_core_is_done_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "cores", lambda: 1)
+    ran_at: set[int] = set()
+    shared = parallel.share(lambda i: ran_at.add(threading.get_ident()) or i, 4)
+    assert ran_at == {threading.get_ident()}  # all done before anyone asked
+    assert shared.result() == [0, 1, 2, 3]

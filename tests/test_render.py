@@ -237,8 +237,11 @@ def test_overlay_skips_empty_masks() -> None:
     assert (np.asarray(render_overlay(gray, [empty])) == 128).all()
 
 
+@pytest.mark.parametrize("block_rows", [128, 7])
 @pytest.mark.parametrize("side", [600, 1600])  # outlines 1 and 2 px thick
-def test_overlay_blended_in_two_stripes_equals_one_pass(monkeypatch: pytest.MonkeyPatch, side: int) -> None:
+def test_overlay_blended_in_blocks_of_rows_equals_one_pass(
+    monkeypatch: pytest.MonkeyPatch, side: int, block_rows: int
+) -> None:
     import sam3_agent.render as render
 
     rng = np.random.default_rng(side)
@@ -249,9 +252,10 @@ def test_overlay_blended_in_two_stripes_equals_one_pass(monkeypatch: pytest.Monk
         mask = disk(cy, cx, rng.uniform(5, side / 4), shape) | rect(int(cy), int(cy) + 9, 0, side, shape)
         instances.append(make_instance(mask, id=k))
     image = Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
-    striped = np.asarray(render_overlay(image, instances))
-    monkeypatch.setattr(render, "_MIN_STRIPE", 10**6)
-    np.testing.assert_array_equal(striped, np.asarray(render_overlay(image, instances)))
+    monkeypatch.setattr(render, "_BLOCK_ROWS", block_rows)
+    in_blocks = np.asarray(render_overlay(image, instances))
+    monkeypatch.setattr(render, "_BLOCK_ROWS", 10**6)
+    np.testing.assert_array_equal(in_blocks, np.asarray(render_overlay(image, instances)))
 
 
 def test_overlay_handles_more_than_255_masks() -> None:

@@ -6,8 +6,9 @@ For each mask, in one pass over its (h, w) logits and then only over its support
   its 2x2 source cells, so it reaches the threshold only next to such a cell). Output columns that read
   no support column are off; so are source rows beyond one row around the support;
 * each kept output column, interpolated at the window's source rows (from a transposed copy of the
-  window, so that a column is contiguous), is linear between two source rows, so the mask switches on or off at most once inside each such interval, at a row found in
-  closed form (``first_reaching``); the image's top and bottom edges are switches too;
+  window, so that a column is contiguous), is linear between two source rows, so the mask switches on
+  or off at most once inside each such interval, at a row found in closed form (``first_reaching``);
+  the image's top and bottom edges are switches too;
 * the switches, column after column, are the column-major pixel indices where runs start and end.
   Coinciding ones (a run ending at a column's bottom and the next starting at the next column's top)
   cancel.

@@ -14,8 +14,8 @@ costs another 0.2 s. Here each mask goes straight from its low-res logits to a C
 * those switches, in column-major order, are the COCO run lengths, which come along with each instance
   (``Instance.runs``) so that overlays need not parse the strings again.
 
-The loops over masks, rows and columns are compiled (``sam3_agent.engine.mask_edges``, numba); half of
-the masks run on a helper thread (``sam3_agent.parallel``).
+The loops over masks, rows and columns are compiled (``sam3_agent.engine.mask_edges``, numba); the masks
+go in pieces to a helper thread and the calling one (``sam3_agent.parallel.share``).
 
 The sampling grid is exactly the one of ``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False)`` from the low-res map to the original (height, width) (not 1008x1008: SAM 3 resizes
@@ -40,7 +40,7 @@ import numpy as np
 
 from sam3_agent.engine import mask_edges
 from sam3_agent.masks import nms
-from sam3_agent.parallel import beside
+from sam3_agent.parallel import share
 from sam3_agent.schema import BoxXYXY, Instance, Rle, Thresholds
 
 
@@ -93,29 +93,36 @@ def _axis(src: int, dst: int) -> _Axis:
     )
 
 
+_MASKS_PER_PIECE = 12  # masks per piece of work shared with the helper thread (about 0.5-1 ms)
+
+
 def _all_edges(
     logits: np.ndarray, order: list[int], rows: _Axis, cols: _Axis, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(slot, column-major pixel index) of the run edges of masks ``order`` (slot = position in ``order``),
     sorted by slot, then position; on, off, on, ... within each mask.
 
-    Half of the masks go to the helper thread: the compiled loops release the GIL.
+    The masks go in pieces to the helper thread and this one (the compiled loops release the GIL).
     """
     indices = np.asarray(order, dtype=np.int64)
-    if len(indices) < 16:  # too little work to hand over
+    starts = list(range(0, len(indices), _MASKS_PER_PIECE))
+    if len(starts) < 2:  # too little work to hand over
         return _edges_of(logits, indices, rows, cols, threshold)
-    middle = len(indices) // 2
-    second = beside(_edges_of, logits, indices[middle:], rows, cols, threshold)
-    first_slot, first_pos = _edges_of(logits, indices[:middle], rows, cols, threshold)
-    second_slot, second_pos = second.result()
-    return np.concatenate([first_slot, second_slot + middle]), np.concatenate([first_pos, second_pos])
+
+    def piece(k: int) -> tuple[np.ndarray, np.ndarray]:
+        part = indices[starts[k] : starts[k] + _MASKS_PER_PIECE]
+        return _edges_of(logits, part, rows, cols, threshold, len(part) * 256)
+
+    pieces = share(piece, len(starts)).result()
+    slots = [slot + start for (slot, _), start in zip(pieces, starts, strict=True)]
+    return np.concatenate(slots), np.concatenate([pos for _, pos in pieces])
 
 
 def _edges_of(
-    logits: np.ndarray, indices: np.ndarray, rows: _Axis, cols: _Axis, threshold: float
+    logits: np.ndarray, indices: np.ndarray, rows: _Axis, cols: _Axis, threshold: float, room: int = 1 << 16
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``mask_edges.edges_from`` over all of ``indices``, growing its buffers as needed."""
-    slot, pos = np.empty(1 << 16, np.int64), np.empty(1 << 16, np.int64)
+    """``mask_edges.edges_from`` over all of ``indices``, in buffers of ``room`` edges grown as needed."""
+    slot, pos = np.empty(room, np.int64), np.empty(room, np.int64)
     count, done = 0, 0
     while True:
         count, done = mask_edges.edges_from(
