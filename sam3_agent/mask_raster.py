@@ -109,3 +109,14 @@ def atlas_peaks(dist, places, shapes):
                     out[j, 0], out[j, 1] = r, c
         out[j, 2] = best > 0
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def colorize(labels, colors, out):
+    """``out[y, x] = colors[labels[y, x]]``: a uint8 label map to (h, w, 3) uint8 colours, ``colors``
+    a (256, 3) uint8 table. (OpenCV's ``applyColorMap`` does the same but may split it over its own
+    thread pool, which here only competes with the pieces already shared between two threads.)"""
+    for y in range(labels.shape[0]):
+        for x in range(labels.shape[1]):
+            label = labels[y, x]
+            out[y, x, 0], out[y, x, 1], out[y, x, 2] = colors[label, 0], colors[label, 1], colors[label, 2]

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sam3_agent.errors import ImageError
-from sam3_agent.mask_raster import atlas_peaks, paint_runs, sample_runs, stack_runs
+from sam3_agent.mask_raster import atlas_peaks, colorize, paint_runs, sample_runs, stack_runs
 from sam3_agent.masks import decode_run_crops, instance_extents, instance_runs, mask_to_box, rle_counts, rle_encode
 from sam3_agent.parallel import share
 from sam3_agent.schema import Instance
@@ -214,8 +214,8 @@ def _fill_layer(
 ) -> None:
     """Blend a ``_label_map`` over ``box`` into ``arr`` in place, mask k in ``colors[k - 1]``; outline if
     thickness > 0. Colouring, blending and outlining are a few OpenCV passes over the box."""
-    lut = np.zeros((256, 1, 3), np.uint8)
-    lut[1 : len(colors) + 1, 0] = colors
+    lut = np.zeros((256, 3), np.uint8)
+    lut[1 : len(colors) + 1] = colors
     region = arr[box[1] : box[3], box[0] : box[2]]
     starts = range(0, len(labels), _BLOCK_ROWS)
     if len(starts) < 2:
@@ -240,7 +240,8 @@ def _blend_rows(
     """
     y1 = min(y1, len(labels))
     rows, row_labels = region[y0:y1], labels[y0:y1]
-    colored = cv2.applyColorMap(row_labels, lut)  # a plain 1-to-3-channel lookup with a user colour map
+    colored = np.empty((*row_labels.shape, 3), np.uint8)
+    colorize(row_labels, lut, colored)
     covered = cv2.compare(row_labels, 0, cv2.CMP_GT)
     cv2.copyTo(cv2.addWeighted(rows, 1.0 - alpha, colored, alpha, 0.0), covered, rows)
     if thickness > 0:

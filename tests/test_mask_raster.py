@@ -102,3 +102,17 @@ def test_atlas_peaks_are_opencvs_first_maxima() -> None:
         assert found == (peak > 0)
         if found:
             assert (row, col) == (y, x)
+
+
+def test_colorize_is_a_lookup_like_opencvs_colour_map() -> None:
+    import cv2
+
+    from sam3_agent.mask_raster import colorize
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 256, (37, 51)).astype(np.uint8)
+    colors = rng.integers(0, 256, (256, 3)).astype(np.uint8)
+    out = np.empty((37, 51, 3), np.uint8)
+    colorize(labels, colors, out)
+    np.testing.assert_array_equal(out, colors[labels])
+    np.testing.assert_array_equal(out, cv2.applyColorMap(labels, colors[:, None, :]))
