@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -87,31 +88,57 @@ def beside(fn: Callable[..., R], /, *args: object) -> Beside[R]:
 class Shared(Generic[R]):
     """Pieces of work taken one by one by the helper thread and, in ``result()``, by the caller."""
 
-    def __init__(self, fn: Callable[[int], R], n: int) -> None:
-        self._fn, self._n = fn, n
+    def __init__(self, fn: Callable[[int], R], n: int, pure: bool) -> None:
+        self._fn, self._n, self._pure = fn, n, pure
         self._taken = itertools.count()  # next() on it is atomic: each index goes to one taker
         self._results: list[R | None] = [None] * n
+        self._done = [False] * n
         self._failed = False
+        self._caller_seconds, self._caller_pieces = 0.0, 0
         self._helper = beside(self._take)
 
-    def _take(self) -> None:
+    def _take(self, timed: bool = False) -> None:
         while not self._failed and (i := next(self._taken)) < self._n:
+            start = time.perf_counter()
             try:
                 self._results[i] = self._fn(i)
             except BaseException:
                 self._failed = True  # the other taker stops after its current piece
                 raise
+            self._done[i] = True
+            if timed:
+                self._caller_seconds += time.perf_counter() - start
+                self._caller_pieces += 1
 
     def result(self) -> list[R]:
-        """``[fn(0), ..., fn(n - 1)]``; the caller takes pieces too, then waits for the helper's last one.
-        An error in any piece is raised here."""
+        """``[fn(0), ..., fn(n - 1)]``. The caller takes pieces too, then waits for the helper's last one;
+        for pure work, only about as long as a piece takes the caller, and then computes it itself (the
+        helper's vCPU may be held up by a busy host for many milliseconds). An error in a piece is raised."""
         try:
-            self._take()
-        finally:
+            self._take(timed=True)
+        except BaseException:
+            self._failed = True
+            raise
+        if not self._pure:
             self._helper.result()
-        return self._results  # type: ignore[return-value]
+            return self._results  # type: ignore[return-value]
+        grace = self._caller_seconds / self._caller_pieces if self._caller_pieces else _GRACE_SECONDS
+        try:
+            self._helper.result(timeout=grace)
+        except TimeoutError:
+            for i in range(self._n):
+                if not self._done[i]:
+                    self._results[i] = self._fn(i)
+        return list(self._results)  # type: ignore[arg-type]  # a copy: the helper may still write its own
 
 
-def share(fn: Callable[[int], R], n: int) -> Shared[R]:
-    """Start the helper thread on pieces ``fn(0) .. fn(n - 1)``; ``result()`` has the caller join in."""
-    return Shared(fn, n)
+_GRACE_SECONDS = 0.001
+
+
+def share(fn: Callable[[int], R], n: int, *, pure: bool = False) -> Shared[R]:
+    """Start the helper thread on pieces ``fn(0) .. fn(n - 1)``; ``result()`` has the caller join in.
+
+    ``pure``: ``fn`` has no side effects, so the caller may compute a piece again rather than wait for the
+    helper to finish it.
+    """
+    return Shared(fn, n, pure)

@@ -304,7 +304,9 @@ def render_overlay(
     runs = instance_runs(drawn)
     # The helper starts on the label points while this thread paints the label maps and converts the image.
     pieces = [slice(start, start + _MASKS_PER_PIECE) for start in range(0, len(drawn), _MASKS_PER_PIECE)]
-    label_points = share(lambda k: _label_points(runs[pieces[k]], (height, width), drawn_boxes[pieces[k]]), len(pieces))
+    label_points = share(
+        lambda k: _label_points(runs[pieces[k]], (height, width), drawn_boxes[pieces[k]]), len(pieces), pure=True
+    )
     # Label maps are uint8: layers of up to 255 masks, each mask holding its number in its layer.
     layers = [slice(start, start + 255) for start in range(0, len(drawn), 255)]
     label_maps = [_label_map(drawn_boxes[part], runs[part], (height, width)) for part in layers]

@@ -127,3 +127,39 @@ def test_shared_work_on_a_single_core_is_done_inline(monkeypatch: pytest.MonkeyP
     shared = parallel.share(lambda i: ran_at.add(threading.get_ident()) or i, 4)
     assert ran_at == {threading.get_ident()}  # all done before anyone asked
     assert shared.result() == [0, 1, 2, 3]
+
+
+def test_a_pure_piece_the_helper_is_slow_to_finish_is_computed_again_by_the_caller(two_cores: None) -> None:
+    taken, release = threading.Event(), threading.Event()
+    computed_by: list[tuple[int, int]] = []
+
+    def piece(i: int) -> int:
+        computed_by.append((i, threading.get_ident()))
+        if i == 0 and threading.get_ident() != caller:  # the helper takes piece 0 and is held up
+            taken.set()
+            assert release.wait(10)
+        return 10 * i
+
+    caller = threading.get_ident()
+    shared = parallel.share(piece, 4, pure=True)
+    assert taken.wait(10)
+    assert shared.result() == [0, 10, 20, 30]  # returns while the helper is still held up
+    assert not release.is_set() and (0, caller) in computed_by
+    release.set()
+    assert parallel.share(lambda i: i, 2, pure=True).result() == [0, 1]  # the helper serves again
+
+
+def test_work_with_side_effects_waits_for_the_helpers_piece(two_cores: None) -> None:
+    taken = threading.Event()
+    finished: list[int] = []
+
+    def piece(i: int) -> None:
+        if i == 0:
+            taken.set()
+            threading.Event().wait(0.05)  # longer than the caller's pieces
+        finished.append(i)
+
+    shared = parallel.share(piece, 3)
+    assert taken.wait(10)
+    shared.result()
+    assert sorted(finished) == [0, 1, 2]  # piece 0 once, by the helper, and waited for

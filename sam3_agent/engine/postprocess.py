@@ -113,7 +113,7 @@ def _all_edges(
         part = indices[starts[k] : starts[k] + _MASKS_PER_PIECE]
         return _edges_of(logits, part, rows, cols, threshold, len(part) * 256)
 
-    pieces = share(piece, len(starts)).result()
+    pieces = share(piece, len(starts), pure=True).result()
     slots = [slot + start for (slot, _), start in zip(pieces, starts, strict=True)]
     return np.concatenate(slots), np.concatenate([pos for _, pos in pieces])
 
