@@ -111,18 +111,21 @@ def _all_edges(
 
     def piece(k: int) -> tuple[np.ndarray, np.ndarray]:
         part = indices[starts[k] : starts[k] + _MASKS_PER_PIECE]
-        return _edges_of(logits, part, rows, cols, threshold, len(part) * 256)
+        return _edges_of(logits, part, rows, cols, threshold)
 
     pieces = share(piece, len(starts), pure=True).result()
     slots = [slot + start for (slot, _), start in zip(pieces, starts, strict=True)]
     return np.concatenate(slots), np.concatenate([pos for _, pos in pieces])
 
 
+_EDGE_ROOM = 1 << 16  # edges the buffers first hold; a mask needs room for (columns x (rows + 1)) at worst
+
+
 def _edges_of(
-    logits: np.ndarray, indices: np.ndarray, rows: _Axis, cols: _Axis, threshold: float, room: int = 1 << 16
+    logits: np.ndarray, indices: np.ndarray, rows: _Axis, cols: _Axis, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``mask_edges.edges_from`` over all of ``indices``, in buffers of ``room`` edges grown as needed."""
-    slot, pos = np.empty(room, np.int64), np.empty(room, np.int64)
+    """``mask_edges.edges_from`` over all of ``indices``, in buffers grown as needed."""
+    slot, pos = np.empty(_EDGE_ROOM, np.int64), np.empty(_EDGE_ROOM, np.int64)
     count, done = 0, 0
     while True:
         count, done = mask_edges.edges_from(
