@@ -95,7 +95,7 @@ class Shared(Generic[R]):
         self._done = [False] * n
         self._failed = False
         self._caller_seconds, self._caller_pieces = 0.0, 0
-        self._helper = beside(self._take)
+        self._helper = beside(self._take) if n > 1 else None  # a single piece is the caller's
 
     def _take(self, timed: bool = False) -> None:
         while not self._failed and (i := next(self._taken)) < self._n:
@@ -119,6 +119,8 @@ class Shared(Generic[R]):
         except BaseException:
             self._failed = True
             raise
+        if self._helper is None:
+            return self._results  # type: ignore[return-value]
         if not self._pure:
             self._helper.result()
             return self._results  # type: ignore[return-value]

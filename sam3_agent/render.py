@@ -213,28 +213,30 @@ def _fill_layer(
     arr: np.ndarray, labels: np.ndarray, box: _CropBox, alpha: float, thickness: int, colors: Sequence[Color]
 ) -> None:
     """Blend a ``_label_map`` over ``box`` into ``arr`` in place, mask k in ``colors[k - 1]``; outline if
-    thickness > 0. Colouring, blending and outlining are a few OpenCV passes over the box."""
+    thickness > 0. Colouring, blending and outlining are a few OpenCV passes over the box, in blocks of
+    rows shared with the helper thread (the passes release the GIL)."""
     lut = np.zeros((256, 3), np.uint8)
     lut[1 : len(colors) + 1] = colors
     region = arr[box[1] : box[3], box[0] : box[2]]
     starts = range(0, len(labels), _BLOCK_ROWS)
-    if len(starts) < 2:
-        _blend_rows(region, labels, lut, alpha, thickness, 0, len(labels))
-        return
-    # Blocks of rows, shared with the helper thread: every OpenCV pass in them releases the GIL.
-    share(
-        lambda k: _blend_rows(region, labels, lut, alpha, thickness, starts[k], starts[k] + _BLOCK_ROWS), len(starts)
+    blocks = share(
+        lambda k: _blended_rows(region, labels, lut, alpha, thickness, starts[k], starts[k] + _BLOCK_ROWS),
+        len(starts),
+        pure=True,
     ).result()
+    for start, block in zip(starts, blocks, strict=True):
+        region[start : start + len(block)] = block
 
 
-_BLOCK_ROWS = 128  # rows blended at a time; smaller layers are blended in one go
+_BLOCK_ROWS = 128  # rows blended at a time
 _MASKS_PER_PIECE = 25  # masks whose label points are found at a time
 
 
-def _blend_rows(
+def _blended_rows(
     region: np.ndarray, labels: np.ndarray, lut: np.ndarray, alpha: float, thickness: int, y0: int, y1: int
-) -> None:
-    """Colour (``lut``), blend and outline rows y0:y1 of ``region`` after its uint8 ``labels`` (0 = no mask).
+) -> np.ndarray:
+    """Rows y0:y1 of ``region`` coloured (``lut``), blended and outlined after its uint8 ``labels`` (0 = no
+    mask), as a new array (``region`` is only read).
 
     The outline needs ``thickness`` rows of labels beyond y0:y1; rows past the labels count as outside.
     """
@@ -242,8 +244,8 @@ def _blend_rows(
     rows, row_labels = region[y0:y1], labels[y0:y1]
     colored = np.empty((*row_labels.shape, 3), np.uint8)
     colorize(row_labels, lut, colored)
-    covered = cv2.compare(row_labels, 0, cv2.CMP_GT)
-    cv2.copyTo(cv2.addWeighted(rows, 1.0 - alpha, colored, alpha, 0.0), covered, rows)
+    blended = cv2.addWeighted(rows, 1.0 - alpha, colored, alpha, 0.0)
+    cv2.copyTo(rows, cv2.compare(row_labels, 0, cv2.CMP_EQ), blended)  # no mask: the image as it was
     if thickness > 0:
         # A labelled pixel is on an outline when a 4-neighbour (or the outside) has another label.
         # (max - min over the 4-neighbourhood, outside = 0) > 0 exactly there.
@@ -257,7 +259,9 @@ def _blend_rows(
             borderType=cv2.BORDER_CONSTANT,
             borderValue=0,
         )[y0 - above : y1 - above]
-        cv2.copyTo(colored, cv2.bitwise_and(cv2.compare(spread, 0, cv2.CMP_GT), covered), rows)
+        outline = cv2.bitwise_and(cv2.compare(spread, 0, cv2.CMP_GT), cv2.compare(row_labels, 0, cv2.CMP_GT))
+        cv2.copyTo(colored, outline, blended)
+    return blended
 
 
 def render_overlay(

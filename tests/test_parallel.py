@@ -163,3 +163,8 @@ def test_work_with_side_effects_waits_for_the_helpers_piece(two_cores: None) -> 
     assert taken.wait(10)
     shared.result()
     assert sorted(finished) == [0, 1, 2]  # piece 0 once, by the helper, and waited for
+
+
+def test_a_single_piece_is_done_by_the_caller(two_cores: None) -> None:
+    shared = parallel.share(lambda i: threading.get_ident(), 1)
+    assert shared.result() == [threading.get_ident()]
