@@ -4,7 +4,8 @@
 work and collects the result later, or runs ``fn`` itself if the helper has not started it by then.
 ``share(fn, n)`` splits work into pieces ``fn(0) .. fn(n - 1)`` that the helper and, once it asks for the
 results, the caller take one by one: a helper slowed down by a busy machine then holds back at most the
-piece it is on, instead of half of the work. On a single core, or when called from the helper thread
+piece it is on, instead of half of the work, and pure pieces not even that (the caller computes such a
+piece again rather than wait long for it). On a single core, or when called from the helper thread
 itself, work runs at once, inline. The helper is created on first use and forgotten in forked children
 (a fork copies no threads). Only worth it for pieces of a fraction of a millisecond or more: a hand-over
 costs tens of microseconds.

@@ -106,14 +106,14 @@ def _all_edges(
     """
     indices = np.asarray(order, dtype=np.int64)
     starts = list(range(0, len(indices), _MASKS_PER_PIECE))
-    if len(starts) < 2:  # too little work to hand over
-        return _edges_of(logits, indices, rows, cols, threshold)
 
     def piece(k: int) -> tuple[np.ndarray, np.ndarray]:
         part = indices[starts[k] : starts[k] + _MASKS_PER_PIECE]
         return _edges_of(logits, part, rows, cols, threshold)
 
     pieces = share(piece, len(starts), pure=True).result()
+    if not pieces:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     slots = [slot + start for (slot, _), start in zip(pieces, starts, strict=True)]
     return np.concatenate(slots), np.concatenate([pos for _, pos in pieces])
 
