@@ -90,10 +90,10 @@ def _shelf_pack(shapes: Sequence[tuple[int, int]], width: int) -> tuple[list[tup
 
 
 def _label_points(
-    runs: Sequence[np.ndarray], size: tuple[int, int], boxes: Sequence[_CropBox]
+    counts: np.ndarray, bounds: np.ndarray, size: tuple[int, int], boxes: Sequence[_CropBox]
 ) -> list[tuple[int, int]]:
-    """Per non-empty mask (COCO runs of a (height, width) image, tight box), a mask pixel (x, y) far from
-    the mask's boundary.
+    """Per non-empty mask (COCO runs ``counts[bounds[j]:bounds[j + 1]]`` of a (height, width) image, as
+    ``stack_runs`` gives them; tight box), a mask pixel (x, y) far from the mask's boundary.
 
     Each mask is sampled on a regular grid of its box (every ``step``-th row and column, at most
     ``_PEAK_GRID`` per side) into one atlas where zeros surround every sample, and a single distance
@@ -106,7 +106,6 @@ def _label_points(
     samples = [(-(-w // step), -(-h // step)) for (w, h), step in zip(shapes, steps, strict=True)]
     places, atlas_height = _shelf_pack(samples, _ATLAS_WIDTH)
     atlas = np.zeros((atlas_height, _ATLAS_WIDTH), np.uint8)
-    counts, bounds = stack_runs(runs, *size)
     place_array, shape_array = np.array(places, np.int64).reshape(-1, 2), np.array(samples, np.int64).reshape(-1, 2)
     box_array, step_array = np.array(boxes, np.int64).reshape(-1, 4), np.array(steps, np.int64)
     sample_runs(atlas, counts, bounds, size[0], box_array, step_array, place_array)
@@ -115,7 +114,7 @@ def _label_points(
     for j, (row, col, found) in enumerate(peaks):
         step = steps[j]
         if not found:  # the grid missed the mask: search the whole crop
-            row, col = _peak_in_crop(decode_run_crops([runs[j]], [size], [boxes[j]])[0])
+            row, col = _peak_in_crop(decode_run_crops([counts[bounds[j] : bounds[j + 1]]], [size], [boxes[j]])[0])
             step = 1
         points.append((boxes[j][0] + row * step, boxes[j][1] + col * step))
     return points
@@ -138,7 +137,7 @@ def label_point(mask: np.ndarray) -> tuple[int, int]:
     box = tuple(int(v) for v in mask_to_box(mask))
     if box[2] == 0:
         raise ValueError("cannot place a label on an empty mask")
-    return _label_points([rle_counts(rle_encode(mask))], mask.shape, [box])[0]
+    return _label_points(*stack_runs([rle_counts(rle_encode(mask))], *mask.shape), mask.shape, [box])[0]
 
 
 @lru_cache(maxsize=16)
@@ -194,9 +193,9 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
 
 
 def _label_map(
-    boxes: Sequence[_CropBox], runs: Sequence[np.ndarray], size: tuple[int, int]
+    boxes: Sequence[_CropBox], counts: np.ndarray, bounds: np.ndarray, height: int
 ) -> tuple[np.ndarray, _CropBox]:
-    """Up to 255 masks (tight boxes, COCO runs of a (height, width) image) as a uint8 map over their union
+    """Up to 255 masks (tight boxes, COCO runs as in ``_label_points``) as a uint8 map over their union
     box, and that box: 0 = no mask, k = mask k (from 1), a later mask covering an earlier one.
 
     The masks are painted straight from their runs into the transposed map (the runs' order).
@@ -204,8 +203,7 @@ def _label_map(
     ux0, uy0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     ux1, uy1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
     labels_t = np.zeros((ux1 - ux0, uy1 - uy0), np.uint8)
-    counts, bounds = stack_runs(runs, *size)
-    paint_runs(labels_t, counts, bounds, np.arange(1, len(runs) + 1, dtype=np.uint8), size[0], ux0, uy0)
+    paint_runs(labels_t, counts, bounds, np.arange(1, len(boxes) + 1, dtype=np.uint8), height, ux0, uy0)
     return cv2.transpose(labels_t), (ux0, uy0, ux1, uy1)
 
 
@@ -305,15 +303,19 @@ def render_overlay(
     drawn = [instances[j] for j in order]
     drawn_boxes = [boxes[j] for j in order]
     thickness = (1 if min(width, height) < 1500 else 2) if outline else 0
-    runs = instance_runs(drawn)
+    counts, bounds = stack_runs(instance_runs(drawn), height, width)
+    # Masks j0:j1 are the runs between bounds[j0] and bounds[j1].
+    pieces = [(start, min(start + _MASKS_PER_PIECE, len(drawn))) for start in range(0, len(drawn), _MASKS_PER_PIECE)]
+
+    def piece_points(k: int) -> list[tuple[int, int]]:
+        j0, j1 = pieces[k]
+        return _label_points(counts, bounds[j0 : j1 + 1], (height, width), drawn_boxes[j0:j1])
+
     # The helper starts on the label points while this thread paints the label maps and converts the image.
-    pieces = [slice(start, start + _MASKS_PER_PIECE) for start in range(0, len(drawn), _MASKS_PER_PIECE)]
-    label_points = share(
-        lambda k: _label_points(runs[pieces[k]], (height, width), drawn_boxes[pieces[k]]), len(pieces), pure=True
-    )
+    label_points = share(piece_points, len(pieces), pure=True)
     # Label maps are uint8: layers of up to 255 masks, each mask holding its number in its layer.
     layers = [slice(start, start + 255) for start in range(0, len(drawn), 255)]
-    label_maps = [_label_map(drawn_boxes[part], runs[part], (height, width)) for part in layers]
+    label_maps = [_label_map(drawn_boxes[part], counts, bounds[part.start : part.stop + 1], height) for part in layers]
     arr = _rgb_array(image)
     for part, (label_map, box) in zip(layers, label_maps, strict=True):
         _fill_layer(arr, label_map, box, alpha, thickness, [_color(inst.id) for inst in drawn[part]])

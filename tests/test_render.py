@@ -100,6 +100,7 @@ def test_label_point_is_deep_inside_convex_and_concave_shapes() -> None:
 
 def test_label_points_of_many_masks_from_one_atlas_equal_one_by_one() -> None:
     """All masks share one distance transform; each must get the peak of its own transform."""
+    from sam3_agent.mask_raster import stack_runs
     from sam3_agent.masks import rle_counts
     from sam3_agent.render import _label_points, _peak_in_crop
 
@@ -120,7 +121,8 @@ def test_label_points_of_many_masks_from_one_atlas_equal_one_by_one() -> None:
     thin[11, 49] = True
     masks.append(thin)
     boxes = [tuple(int(v) for v in mask_to_box(mask)) for mask in masks]
-    points = _label_points([rle_counts(rle_encode(mask)) for mask in masks], size, boxes)
+    counts, bounds = stack_runs([rle_counts(rle_encode(mask)) for mask in masks], *size)
+    points = _label_points(counts, bounds, size, boxes)
     for mask, (x0, y0, x1, y1), (x, y) in zip(masks, boxes, points, strict=True):
         crop = mask[y0:y1, x0:x1].T.astype(np.uint8)  # column-major, like the runs
         step = -(-max(crop.shape) // 48)
