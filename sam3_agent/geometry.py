@@ -21,13 +21,19 @@ from pycocotools import mask as coco_mask
 
 from sam3_agent.schema import Instance
 
-Relation = Literal["left_of", "right_of", "above", "below", "inside", "contains", "overlaps"]
+Relation = Literal[
+    "left_of", "right_of", "above", "below", "on", "under", "inside", "contains", "overlaps", "next_to"
+]
 Ordering = Literal["leftmost", "rightmost", "topmost", "bottommost", "largest", "smallest", "highest_score"]
 RELATIONS: tuple[str, ...] = get_args(Relation)
 ORDERINGS: tuple[str, ...] = get_args(Ordering)
 
 SIDE_FRACTION = 0.75
 INSIDE_FRACTION = 0.9
+CONTACT_FRACTION = 0.1
+"""``on``: masks in contact when their gap is at most this share of the subject's height (and at least 2 px)."""
+NEAR_FRACTION = 0.5
+"""``next_to``: the gap is at most this share of the smaller object's size (the longer side of its box)."""
 _Box = tuple[int, int, int, int]  # x0, y0, x1, y1 ints, max corner exclusive
 
 
@@ -109,9 +115,14 @@ def holds(
       pixels lie left of c(anchor).x. ``right_of``, ``above`` (smaller y), ``below`` likewise. So a diagonal
       neighbour can be both left_of and above; an object stacked on another with nearly the same centre x
       is neither left_of nor right_of it; a small object overlapping a large one's side still counts.
+    - ``on`` (on top of): the subject's centroid is above the anchor's and within the anchor's box columns,
+      and the masks touch or overlap (gap <= max(2 px, ``CONTACT_FRACTION`` of the subject's box height)).
+    - ``under``: the subject's centroid is within the anchor's box columns and ``below`` holds (no contact).
     - ``inside``: at least ``inside_fraction`` (0.9) of the subject's pixels are also anchor pixels.
     - ``contains``: the anchor is inside the subject (same rule, roles swapped).
     - ``overlaps``: the masks share at least one pixel.
+    - ``next_to`` (beside, near): the gap between the masks is at most ``NEAR_FRACTION`` (0.5) of the smaller
+      object's size, the longer side of its box.
 
     An empty mask on either side makes every relation false.
 
@@ -129,6 +140,15 @@ def holds(
         return _intersection(subject, anchor) >= inside_fraction * _area(subject)
     if relation == "contains":
         return _intersection(subject, anchor) >= inside_fraction * _area(anchor)
+    if relation == "next_to":
+        return mask_distance(subject, anchor) <= NEAR_FRACTION * min(_size(subject), _size(anchor))
+    if relation in ("on", "under"):
+        return _stacked(subject, relation, anchor, side_fraction)
+    return _beside(subject, relation, anchor, side_fraction)
+
+
+def _beside(subject: Instance, relation: str, anchor: Instance, side_fraction: float) -> bool:
+    """The left_of / right_of / above / below rule of :func:`holds`."""
     axis = 0 if relation in ("left_of", "right_of") else 1
     before = relation in ("left_of", "above")
     sc, ac = centroid(subject)[axis], centroid(anchor)[axis]
@@ -137,21 +157,76 @@ def holds(
     return _side_fraction(subject, axis, ac, before) >= side_fraction
 
 
+def _stacked(subject: Instance, relation: str, anchor: Instance, side_fraction: float) -> bool:
+    """The on / under rule of :func:`holds`: in the anchor's columns, and above in contact / below."""
+    (sx, sy), (_, ay) = centroid(subject), centroid(anchor)
+    ax0, _, ax1, _ = _box(anchor)
+    if not ax0 <= sx < ax1:
+        return False
+    if relation == "under":
+        return _beside(subject, "below", anchor, side_fraction)
+    _, y0, _, y1 = _box(subject)
+    return sy < ay and mask_distance(subject, anchor) <= max(2.0, CONTACT_FRACTION * (y1 - y0))
+
+
+def _size(instance: Instance) -> int:
+    """The longer side of the mask's tight box, in pixels."""
+    x0, y0, x1, y1 = _box(instance)
+    return max(x1 - x0, y1 - y0)
+
+
 def filter_by_relation(
     subjects: Sequence[Instance],
     relation: Relation,
     anchors: Sequence[Instance],
     *,
+    negate: bool = False,
     side_fraction: float = SIDE_FRACTION,
     inside_fraction: float = INSIDE_FRACTION,
 ) -> list[Instance]:
     """The subjects (in their order) for which ``holds(subject, relation, anchor)`` for at least one anchor
-    that is not the subject itself (the same instance or an identical mask). Options as in ``holds``.
+    that is not the subject itself (the same instance or an identical mask); with ``negate``, the subjects
+    for which it holds for none ("the cups not on the table"). Options as in ``holds``.
     """
     if relation not in RELATIONS:
         raise ValueError(f"unknown relation {relation!r}: expected one of {', '.join(RELATIONS)}")
     rule = {"side_fraction": side_fraction, "inside_fraction": inside_fraction}
-    return [s for s in subjects if any(not _same(s, a) and holds(s, relation, a, **rule) for a in anchors)]
+    return [
+        s for s in subjects if negate != any(not _same(s, a) and holds(s, relation, a, **rule) for a in anchors)
+    ]
+
+
+def between(subjects: Sequence[Instance], first: Sequence[Instance], second: Sequence[Instance]) -> list[Instance]:
+    """The subjects (in their order) lying between an instance of ``first`` and a different one of
+    ``second``: the subject's centroid is inside the convex hull of the two anchors' boxes and inside
+    neither box. "The cup between the two plates" passes the plates as both ``first`` and ``second``.
+    """
+    pairs = [(a, b) for a in first for b in second if not _same(a, b) and not _is_empty(a) and not _is_empty(b)]
+    hulls = [(a, b, _hull(_box(a), _box(b))) for a, b in pairs]
+
+    def lies_between(s: Instance) -> bool:
+        if _is_empty(s):
+            return False
+        x, y = centroid(s)
+        return any(
+            not (_same(s, a) or _same(s, b) or _in_box(x, y, _box(a)) or _in_box(x, y, _box(b)))
+            and cv2.pointPolygonTest(hull, (x, y), False) >= 0
+            for a, b, hull in hulls
+        )
+
+    for s in subjects:
+        for a in (*first, *second):
+            _check_same_image(s, a)
+    return [s for s in subjects if lies_between(s)]
+
+
+def _hull(a: _Box, b: _Box) -> np.ndarray:
+    corners = [(x, y) for x0, y0, x1, y1 in (a, b) for x in (x0, x1) for y in (y0, y1)]
+    return cv2.convexHull(np.array(corners, np.float32))
+
+
+def _in_box(x: float, y: float, box: _Box) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
 def _distance_map(anchor: Instance, region: _Box) -> np.ndarray:
@@ -208,6 +283,35 @@ def nearest_to(subjects: Sequence[Instance], anchor: Instance) -> list[Instance]
         return (_gap(distances, region, s), float(np.hypot(sx - ax, sy - ay)), s.id)
 
     return sorted(others, key=key)
+
+
+def rank_by_distance(
+    subjects: Sequence[Instance], anchors: Sequence[Instance], *, farthest: bool = False
+) -> list[tuple[Instance, float]]:
+    """(subject, gap) pairs sorted by the gap (``mask_distance``) to the nearest of the anchors: nearest first,
+    or farthest first with ``farthest``. A subject is never measured against itself (the same instance or an
+    identical mask), and one that is every anchor is left out. Ties: by centroid distance to that nearest
+    anchor (nearer first; farther first with ``farthest``), then by id. Empty masks come last.
+    """
+    scored = []
+    for s in subjects:
+        others = [a for a in anchors if not _same(s, a)]
+        if not others:
+            continue
+        gaps = [(mask_distance(s, a), _centroid_gap(s, a)) for a in others]
+        scored.append((s, min(gaps)))
+    live = [item for item in scored if np.isfinite(item[1][0])]
+    dead = [(s, float("inf")) for s, gap in scored if not np.isfinite(gap[0])]
+    sign = -1.0 if farthest else 1.0
+    live.sort(key=lambda item: (sign * item[1][0], sign * item[1][1], item[0].id))
+    return [(s, gap) for s, (gap, _) in live] + sorted(dead, key=lambda item: item[0].id)
+
+
+def _centroid_gap(a: Instance, b: Instance) -> float:
+    if _is_empty(a) or _is_empty(b):
+        return float("inf")
+    (ax, ay), (bx, by) = centroid(a), centroid(b)
+    return float(np.hypot(ax - bx, ay - by))
 
 
 def order_by(instances: Sequence[Instance], ordering: Ordering) -> list[Instance]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from agent_scenarios import DESK, RELATION, SCENARIOS, Scenario, check
+from agent_scenarios import DESK, RELATION, SCENARIOS, TOOL_NAMES, Scenario, check
 
 from sam3_agent.agent.llm_settings import LLMSettings, ToolMode
 from sam3_agent.agent.loop import NUDGE, Sam3Agent
@@ -70,7 +70,7 @@ def test_scenario_over_http(scenario: Scenario) -> None:
     for body in server.requests:
         assert body["messages"][0]["role"] == "system"
         assert body["messages"][1] == server.requests[0]["messages"][1]
-        assert len(body["tools"]) == 9 and body["tools"][0]["function"]["name"] == "segment_phrases"
+        assert len(body["tools"]) == len(TOOL_NAMES) and body["tools"][0]["function"]["name"] == "segment_phrases"
         assert all(part["image_url"]["url"].startswith("data:image/png;base64,") for part in parts(body, "image_url"))
 
 

@@ -16,6 +16,9 @@ from sam3_agent.errors import ConfigError
 
 ToolMode = Literal["auto", "native", "text"]
 
+LOCAL_PREFIX = "local:"
+"""``--llm-model local:PATH`` runs a vision-language model in-process (``sam3_agent.agent.local_vlm``)."""
+
 PLACEHOLDER_API_KEY = "sam3-agent-no-key"
 """Sent when no key is configured: the ``openai`` client insists on one, local servers ignore it."""
 
@@ -70,6 +73,28 @@ class LLMSettings(BaseModel):
         """The configured key, or ``PLACEHOLDER_API_KEY`` when none is set (keyless local servers)."""
         return self.api_key or PLACEHOLDER_API_KEY
 
+    @property
+    def is_local(self) -> bool:
+        """True for ``local:PATH`` models, run in-process through transformers instead of over HTTP."""
+        return self.model.startswith(LOCAL_PREFIX)
+
+    @property
+    def local_path(self) -> str:
+        """The checkpoint of a ``local:PATH`` model (a directory or a hub id)."""
+        if not self.is_local:
+            raise ConfigError(f"model {self.model!r} is not a local model (expected {LOCAL_PREFIX}PATH)")
+        return self.model[len(LOCAL_PREFIX) :]
+
+    @classmethod
+    def configured(cls, **overrides: Any) -> LLMSettings | None:
+        """Like :meth:`from_env`, but None when no language model is configured anywhere (no model and no
+        endpoint in overrides or environment): the caller then uses the built-in planner."""
+        if not any(v is not None for v in overrides.values()) and not any(
+            os.environ.get(name) for names in _ENV_SOURCES.values() for name in names if name != "OPENAI_API_KEY"
+        ):
+            return None
+        return cls.from_env(**overrides)
+
     @classmethod
     def from_env(cls, **overrides: Any) -> LLMSettings:
         """Settings from the environment, with ``overrides`` (e.g. CLI flags) winning.
@@ -87,7 +112,8 @@ class LLMSettings(BaseModel):
         if not values.get("model"):
             raise ConfigError(
                 f"no language model set: pass --llm-model or set {ENV_MODEL} (the model name your "
-                "OpenAI-compatible endpoint serves, e.g. 'gpt-4o' or 'Qwen/Qwen2.5-VL-7B-Instruct')"
+                "OpenAI-compatible endpoint serves, e.g. 'gpt-4o' or 'Qwen/Qwen2.5-VL-7B-Instruct', or "
+                f"{LOCAL_PREFIX}PATH for a vision-language model run in-process)"
             )
         try:
             return cls(**values)

@@ -1,8 +1,9 @@
 """The agent loop: a small state machine in which the language model drives SAM 3 through tools.
 
 One run answers one query about one image. The state (:class:`RunState`) holds the conversation, the mask
-store and the trace. Each :meth:`Sam3Agent._step` asks the model once and returns :class:`RunAgain` or
-:class:`Finished`; the run ends on ``final_answer`` / ``no_match`` or when the turn limit is reached.
+store and the trace. Each :meth:`Sam3Agent._step` asks the model once and returns :class:`RunAgain`,
+:class:`Finished` or :class:`GaveUp`; the run ends on ``final_answer`` / ``no_match``, when the model gives up
+(``ModelGaveUp``) or when the turn limit is reached. With no chat model the built-in ``QueryPlanner`` plans.
 Model mistakes (bad JSON, unknown tools or ids, no tool call at all) go back to the model as messages and
 cost a turn; caller mistakes raise (``PromptError``, ``ImageError``, ``ConfigError``); ``LLMError`` from the
 chat model propagates.
@@ -23,9 +24,11 @@ from sam3_agent.agent.messages import (
     ContentPart,
     ImagePart,
     Message,
+    ModelGaveUp,
     SystemMessage,
     ToolMessage,
     UserMessage,
+    query_intro,
 )
 from sam3_agent.agent.store import MaskStore
 from sam3_agent.agent.system_prompt import load_prompt
@@ -39,6 +42,9 @@ SYSTEM_PROMPT_NAME = "agent_system"
 
 MAX_MODEL_IMAGE_SIDE = 1024
 """Images sent to the model are shrunk to this longest side (coordinates stay in original pixels)."""
+
+MAX_QUERY_CHARS = 4000
+"""Longer queries are refused before any work (a question about an image fits in far less)."""
 
 NUDGE = (
     "Your reply called no tool. Every reply must call a tool. Continue with the next tool call, or finish "
@@ -65,7 +71,14 @@ class Finished:
     verdict: Verdict
 
 
-StepOutcome = RunAgain | Finished
+@dataclass(frozen=True)
+class GaveUp:
+    """The model said it cannot answer this query: the run ends with status "gave_up" and its reason."""
+
+    reason: str
+
+
+StepOutcome = RunAgain | Finished | GaveUp
 
 
 @dataclass
@@ -88,7 +101,8 @@ class Sam3Agent:
 
     Args:
         segmenter: the SAM 3 engine (or any ``Segmenter``).
-        llm: the chat model that plans and calls the tools.
+        llm: the chat model that plans and calls the tools; None means the built-in ``QueryPlanner`` (no LLM,
+            common English query shapes only).
         thresholds: passed to every segmenter call; None means the defaults.
         max_turns: chat-model calls allowed per run before giving up (>= 1).
         max_images_in_context: images kept in each request, the original image included (>= 1).
@@ -98,7 +112,7 @@ class Sam3Agent:
     def __init__(
         self,
         segmenter: Segmenter,
-        llm: ChatModel,
+        llm: ChatModel | None = None,
         *,
         thresholds: Thresholds | None = None,
         max_turns: int = 12,
@@ -110,6 +124,10 @@ class Sam3Agent:
         if max_images_in_context < 1:
             raise ConfigError(f"max_images_in_context must be >= 1, got {max_images_in_context}")
         self.segmenter = segmenter
+        if llm is None:
+            from sam3_agent.agent.planner import QueryPlanner
+
+            llm = QueryPlanner()
         self.llm = llm
         self.thresholds = thresholds or Thresholds()
         self.max_turns = max_turns
@@ -122,7 +140,8 @@ class Sam3Agent:
         """Answer ``query`` about ``image`` (an RGB PIL image; other modes are converted).
 
         ``on_step`` is called with each ``TraceStep`` as soon as its tool has run. Returns an ``Answer``
-        with status "answered", "no_match" or "gave_up" (turn limit; ``all_instances`` holds what was found).
+        with status "answered", "no_match" or "gave_up" (turn limit, or the model gave up; ``all_instances``
+        holds what was found).
 
         Raises:
             PromptError: the query is empty. ImageError: ``image`` is not a PIL image or is empty.
@@ -133,6 +152,8 @@ class Sam3Agent:
             outcome = self._step(state, on_step)
             if isinstance(outcome, Finished):
                 return self._answer(state, outcome.verdict)
+            if isinstance(outcome, GaveUp):
+                return self._result(state, status="gave_up", text=outcome.reason, count=None, selected=[])
         return self._gave_up(state)
 
     def _start(self, image: Image.Image, query: str) -> RunState:
@@ -144,17 +165,19 @@ class Sam3Agent:
             raise ImageError(f"the image is empty ({image.width}x{image.height})")
         image = image if image.mode == "RGB" else image.convert("RGB")
         query = query.strip()
-        intro = (
-            f"Query: {query}\nThe image is {image.width}x{image.height} pixels; every box and coordinate is "
-            "[x0, y0, x1, y1] in these pixels."
-        )
+        if len(query) > MAX_QUERY_CHARS:
+            raise PromptError(f"the query is {len(query)} characters long; at most {MAX_QUERY_CHARS} are accepted")
+        intro = query_intro(query, image.width, image.height)
         first = UserMessage.of(intro, _image_part(image, "the original image"))
         context = ToolContext(image=image, segmenter=self.segmenter, store=MaskStore(), thresholds=self.thresholds)
         return RunState(query=query, context=context, messages=[SystemMessage(content=self.system_prompt), first])
 
     def _step(self, state: RunState, on_step: Callable[[TraceStep], None] | None) -> StepOutcome:
         state.turns += 1
-        reply = self.llm.chat(prune_history(state.messages, self.max_images_in_context), self._specs)
+        try:
+            reply = self.llm.chat(prune_history(state.messages, self.max_images_in_context), self._specs)
+        except ModelGaveUp as exc:
+            return GaveUp(exc.reason)
         state.messages.append(reply)
         if not reply.tool_calls:
             state.messages.append(UserMessage.of(NUDGE))
@@ -175,7 +198,15 @@ class Sam3Agent:
             state.trace.append(step)
             if on_step is not None:
                 on_step(step)
-            state.messages.append(ToolMessage(tool_call_id=call.id, name=call.name, content=result.text))
+            state.messages.append(
+                ToolMessage(
+                    tool_call_id=call.id,
+                    name=call.name,
+                    content=result.text,
+                    ok=result.ok,
+                    instance_ids=result.instance_ids,
+                )
+            )
             if result.verdict is not None:
                 return Finished(result.verdict)  # calls after a terminal one in the same reply are ignored
             shown += result.images

@@ -16,12 +16,12 @@ from sam3_agent.agent.tools import Shown, Tool, ToolArgs, ToolContext, ToolError
 from sam3_agent.geometry import (
     Ordering,
     Relation,
+    between,
     centroid,
     filter_by_relation,
     kth,
-    mask_distance,
-    nearest_to,
     order_by,
+    rank_by_distance,
 )
 from sam3_agent.masks import mask_iom, mask_iou, nms
 from sam3_agent.render import render_overlay, zoom_crop
@@ -181,32 +181,50 @@ class SpatialFilterArgs(ToolArgs):
     subject_ids: IdList = Field(description="candidate masks, e.g. every cup")
     relation: Relation = Field(description="relation each subject must have to at least one anchor")
     anchor_ids: IdList = Field(description="reference masks, e.g. the laptop")
+    negate: bool = Field(default=False, description="keep the subjects for which the relation holds to NO anchor")
 
 
 def spatial_filter(ctx: ToolContext, args: SpatialFilterArgs) -> ToolResult:
     subjects = ctx.store.get(args.subject_ids)
     anchors = ctx.store.get(args.anchor_ids)
-    kept = filter_by_relation(subjects, args.relation, anchors)
+    kept = filter_by_relation(subjects, args.relation, anchors, negate=args.negate)
     kept_ids = {inst.id for inst in kept}
     rejected = [inst for inst in subjects if inst.id not in kept_ids]
-    text = f"{args.relation.replace('_', ' ')} {id_list(anchors)}: {id_list(kept)}; not: {id_list(rejected)}"
+    relation = ("not " if args.negate else "") + args.relation.replace("_", " ")
+    text = f"{relation} {id_list(anchors)}: {id_list(kept)}; rejected: {id_list(rejected)}"
+    return ToolResult(text, instance_ids=tuple(inst.id for inst in kept))
+
+
+class BetweenArgs(ToolArgs):
+    subject_ids: IdList = Field(description="candidate masks, e.g. every cup")
+    first_ids: IdList = Field(description="masks on one side, e.g. the plates")
+    second_ids: IdList = Field(description="masks on the other side (may repeat first_ids: 'between the plates')")
+
+
+def between_filter(ctx: ToolContext, args: BetweenArgs) -> ToolResult:
+    subjects = ctx.store.get(args.subject_ids)
+    first, second = ctx.store.get(args.first_ids), ctx.store.get(args.second_ids)
+    kept = between(subjects, first, second)
+    rejected = [inst for inst in subjects if inst not in kept]
+    text = f"between {id_list(first)} and {id_list(second)}: {id_list(kept)}; rejected: {id_list(rejected)}"
     return ToolResult(text, instance_ids=tuple(inst.id for inst in kept))
 
 
 class NearestArgs(ToolArgs):
     subject_ids: IdList = Field(description="candidate masks")
-    anchor_id: int = Field(description="the reference mask")
+    anchor_ids: IdList = Field(description="the reference mask(s); the distance is to the nearest of them")
+    farthest: bool = Field(default=False, description="order farthest first instead")
 
 
 def nearest(ctx: ToolContext, args: NearestArgs) -> ToolResult:
-    (anchor,) = ctx.store.get([args.anchor_id])
-    subjects = [inst for inst in ctx.store.get(args.subject_ids) if inst.id != anchor.id]
-    if not subjects:
-        raise ToolError(f"subject_ids must name masks other than the anchor #{anchor.id}")
-    ranked = nearest_to(subjects, anchor)
-    parts = [f"#{inst.id} ({mask_distance(inst, anchor):.0f} px)" for inst in ranked]
-    text = f"Nearest to #{anchor.id} first (gap between the masks): " + ", ".join(parts)
-    return ToolResult(text, instance_ids=tuple(inst.id for inst in ranked))
+    anchors = ctx.store.get(args.anchor_ids)
+    ranked = rank_by_distance(ctx.store.get(args.subject_ids), anchors, farthest=args.farthest)
+    if not ranked:
+        raise ToolError(f"subject_ids must name masks other than the anchor(s) {id_list(anchors)}")
+    parts = [f"#{inst.id} ({gap:.0f} px)" for inst, gap in ranked]
+    order = "Farthest from" if args.farthest else "Nearest to"
+    text = f"{order} {id_list(anchors)} first (gap between the masks): " + ", ".join(parts)
+    return ToolResult(text, instance_ids=tuple(inst.id for inst, _ in ranked))
 
 
 class OrderArgs(ToolArgs):
@@ -276,7 +294,7 @@ def no_match(ctx: ToolContext, args: NoMatchArgs) -> ToolResult:
 
 
 def default_tools() -> list[Tool[Any]]:
-    """The nine tools, in the order they are offered to the model."""
+    """The ten tools, in the order they are offered to the model."""
     return [
         Tool(
             "segment_phrases",
@@ -300,14 +318,21 @@ def default_tools() -> list[Tool[Any]]:
         ),
         Tool(
             "spatial_filter",
-            "Keep the subject masks that are left_of / right_of / above / below / inside / contain / overlap at "
-            "least one anchor mask. Computed from the masks, more reliable than judging the overlay.",
+            "Keep the subject masks that are left_of / right_of / above / below / on (on top of, touching) / "
+            "under / inside / contain / overlap / next_to (beside, near) at least one anchor mask; negate keeps "
+            "those related to none. Computed from the masks, more reliable than judging the overlay.",
             SpatialFilterArgs,
             spatial_filter,
         ),
         Tool(
+            "between",
+            "Keep the subject masks lying between a mask of first_ids and a different mask of second_ids.",
+            BetweenArgs,
+            between_filter,
+        ),
+        Tool(
             "nearest",
-            "Order subject masks by distance to one anchor mask, nearest first.",
+            "Order subject masks by their distance to the nearest anchor mask, nearest first (or farthest first).",
             NearestArgs,
             nearest,
         ),

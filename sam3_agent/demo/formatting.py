@@ -68,10 +68,14 @@ def step_title(step: TraceStep) -> str:
         phrase = f'"{args["phrase"]}" with ' if isinstance(args.get("phrase"), str) else ""
         detail = f"{phrase}{n_pos} positive, {n_neg} negative exemplar(s)"
     elif step.tool == "spatial_filter":
-        relation = str(args.get("relation", "?")).replace("_", " ")
+        relation = ("not " if args.get("negate") else "") + str(args.get("relation", "?")).replace("_", " ")
         detail = f"{_ids(args.get('subject_ids') or [])} {relation} {_ids(args.get('anchor_ids') or [])}"
     elif step.tool == "nearest":
-        detail = f"{_ids(args.get('subject_ids') or [])} nearest to #{args.get('anchor_id', '?')}"
+        order = "farthest from" if args.get("farthest") else "nearest to"
+        detail = f"{_ids(args.get('subject_ids') or [])} {order} {_ids(args.get('anchor_ids') or [])}"
+    elif step.tool == "between":
+        detail = f"{_ids(args.get('subject_ids') or [])} between {_ids(args.get('first_ids') or [])} and "
+        detail += _ids(args.get("second_ids") or [])
     elif step.tool == "order_masks":
         k = f", pick #{args['k']} in order" if args.get("k") else ""
         detail = f"{_ids(args.get('ids') or [])} by {str(args.get('ordering', '?')).replace('_', ' ')}{k}"
@@ -92,7 +96,7 @@ def step_log(step: TraceStep) -> str:
         return "error"
     if step.tool in _MASK_TOOLS:
         return f"{n} mask{'s' if n != 1 else ''} found"
-    if step.tool in ("spatial_filter", "nearest", "order_masks", "count_masks"):
+    if step.tool in ("spatial_filter", "between", "nearest", "order_masks", "count_masks"):
         return f"→ {_ids(step.instance_ids)}"
     return ""
 
