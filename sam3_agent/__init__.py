@@ -29,6 +29,7 @@ _EXPORTS = {
     "Sam3Agent": "sam3_agent.agent.loop",
     "LLMSettings": "sam3_agent.agent.llm_settings",
     "OpenAIChatModel": "sam3_agent.agent.openai_client",
+    "QueryPlanner": "sam3_agent.agent.planner",
     "load_image": "sam3_agent.images",
     "render_overlay": "sam3_agent.render",
 }
@@ -45,6 +46,7 @@ __all__ = [
     "OpenAIChatModel",
     "Prompt",
     "PromptError",
+    "QueryPlanner",
     "Rle",
     "Sam3Agent",
     "Sam3AgentError",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
     from sam3_agent.agent.llm_settings import LLMSettings
     from sam3_agent.agent.loop import Sam3Agent
     from sam3_agent.agent.openai_client import OpenAIChatModel
+    from sam3_agent.agent.planner import QueryPlanner
     from sam3_agent.engine.protocol import Segmenter
     from sam3_agent.engine.transformers_engine import Sam3Engine
     from sam3_agent.errors import (
