@@ -34,7 +34,7 @@ _IRREGULAR = {
     "die": "dice",
 }
 _SINGULAR = {plural: singular for singular, plural in _IRREGULAR.items()}
-_INVARIANT = {"sheep", "deer", "fish", "glasses", "scissors", "pants", "jeans", "shorts", "series", "species"}
+_INVARIANT = {"sheep", "deer", "fish", "scissors", "pants", "jeans", "shorts", "series", "species"}
 _SIBILANT = ("s", "x", "z", "ch", "sh")
 _VOWELS = "aeiou"
 
