@@ -16,11 +16,12 @@ from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentErr
 from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds, TraceStep
 
 if TYPE_CHECKING:
+    from sam3_agent.agent.llm_settings import LLMSettings
     from sam3_agent.engine.protocol import Segmenter
 
 app = typer.Typer(
     name="sam3-agent",
-    help="Answer questions about images with an LLM agent driving SAM 3.",
+    help="Answer questions about images with an agent (an LLM, or the built-in planner) driving SAM 3.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -78,6 +79,19 @@ def _print_step(step: TraceStep) -> None:
     console.print(f"{mark} {step.tool} ({step.seconds:.1f}s): {step.summary}")
 
 
+def _llm_settings(
+    base_url: str | None, model: str | None, api_key: str | None, tool_mode: str | None
+) -> LLMSettings | None:
+    """The configured language model (flags, then environment), or None (said once on stderr): the planner."""
+    from sam3_agent.agent.chat_models import PLANNER_NOTICE
+    from sam3_agent.agent.llm_settings import LLMSettings
+
+    settings = LLMSettings.configured(base_url=base_url, model=model, api_key=api_key, tool_mode=tool_mode)
+    if settings is None:
+        console.print(escape(PLANNER_NOTICE), soft_wrap=True, highlight=False)
+    return settings
+
+
 def _fail(exc: Exception) -> typer.Exit:
     code = EXIT_BAD_INPUT if isinstance(exc, ImageError | PromptError | ConfigError) else EXIT_FAILURE
     console.print(f"[bold red]error:[/] {escape(str(exc))}")
@@ -92,12 +106,17 @@ def ask(
     llm_base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
     ] = None,
-    llm_model: Annotated[str | None, typer.Option(help="Model at the endpoint. Env: SAM3_AGENT_LLM_MODEL.")] = None,
+    llm_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model at the endpoint, or local:PATH. Env: SAM3_AGENT_LLM_MODEL. None: the built-in planner."
+        ),
+    ] = None,
     llm_api_key: Annotated[
         str | None, typer.Option(help="API key. Env: SAM3_AGENT_LLM_API_KEY / OPENAI_API_KEY.")
     ] = None,
     tool_mode: Annotated[str | None, typer.Option(help="auto, native or text (for endpoints without tools).")] = None,
-    max_turns: Annotated[int, typer.Option(min=1, help="LLM turns before the agent gives up.")] = 12,
+    max_turns: Annotated[int, typer.Option(min=1, help="Model turns before the agent gives up.")] = 12,
     score_threshold: ScoreOpt = 0.5,
     mask_threshold: MaskOpt = 0.5,
     device: DeviceOpt = None,
@@ -107,22 +126,20 @@ def ask(
     out_dir: OutOpt = None,
 ) -> None:
     """Ask a question about an image; print the answer and count, write overlay.png and answer.json."""
-    from sam3_agent.agent.llm_settings import LLMSettings
+    from sam3_agent.agent.chat_models import make_chat_model
     from sam3_agent.agent.loop import Sam3Agent
-    from sam3_agent.agent.openai_client import OpenAIChatModel
     from sam3_agent.images import load_image
     from sam3_agent.outputs import write_answer
 
     try:
         if not query.strip():
             raise PromptError("the query is empty: ask a question about the image")
-        overrides = {"base_url": llm_base_url, "model": llm_model, "api_key": llm_api_key, "tool_mode": tool_mode}
-        settings = LLMSettings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+        settings = _llm_settings(llm_base_url, llm_model, llm_api_key, tool_mode)
         pil = load_image(image)
         segmenter = _load_segmenter(checkpoint, server, token, device, dtype)
         agent = Sam3Agent(
             segmenter,
-            OpenAIChatModel(settings),
+            make_chat_model(settings),
             thresholds=Thresholds(score=score_threshold, mask=mask_threshold),
             max_turns=max_turns,
         )

@@ -1,4 +1,5 @@
-"""The command line end to end: `segment` on the tiny checkpoint, `ask` against the loopback LLM server."""
+"""The command line end to end: `segment` on the tiny checkpoint, `ask` against the loopback LLM server or, with no
+LLM configured, answered by the built-in planner."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from sam3_agent.agent.chat_models import PLANNER_NOTICE
 from sam3_agent.cli import app
 from sam3_agent.masks import rle_decode
 from sam3_agent.schema import Rle
 from sam3_agent.testing.replay_server import ReplayServer
+from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
 from sam3_agent.testing.turns import text_turn, tool_call_turn
 
 runner = CliRunner()
@@ -31,7 +34,14 @@ def photo(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+    for name in (
+        "SAM3_AGENT_LLM_MODEL",
+        "SAM3_AGENT_LLM_BASE_URL",
+        "SAM3_AGENT_LLM_API_KEY",
+        "SAM3_AGENT_LLM_TOOL_MODE",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("SAM3_CHECKPOINT", raising=False)
 
@@ -137,10 +147,83 @@ def test_ask_gave_up_exits_1(tiny_checkpoint: Path, photo: Path, tmp_path: Path)
     assert json.loads((tmp_path / "o" / "answer.json").read_text())["status"] == "gave_up"
 
 
-def test_ask_without_model_is_a_config_error(photo: Path) -> None:
-    result = runner.invoke(app, ["ask", str(photo), "how many cups?"])
+DESK = Scene(
+    200,
+    120,
+    [
+        SceneObject("cup", (10, 60, 40, 100)),
+        SceneObject("cup", (50, 60, 80, 100)),
+        SceneObject("laptop", (95, 30, 150, 90), shape="box", color=(90, 90, 110)),
+        SceneObject("cup", (160, 60, 190, 100), color=(40, 40, 200)),
+    ],
+)
+
+
+@pytest.fixture
+def desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A photo of ``DESK``; ``ask`` segments it with a ``SceneSegmenter`` (true masks) instead of SAM 3."""
+    monkeypatch.setattr("sam3_agent.cli._load_segmenter", lambda *args: SceneSegmenter(DESK))
+    path = tmp_path / "desk.png"
+    DESK.image().save(path)
+    return path
+
+
+def test_ask_without_an_llm_uses_the_planner_on_the_tiny_checkpoint(
+    tiny_checkpoint: Path, photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")  # a key alone configures no model
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["ask", str(photo), "how many cups are left of the laptop?", "--checkpoint", str(tiny_checkpoint)]
+        + ["--score-threshold", "0", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(PLANNER_NOTICE) == 1 and PLANNER_NOTICE not in result.stdout
+    assert "answer:" in result.stdout and "Traceback" not in result.output
+    answer = json.loads((out / "answer.json").read_text())
+    assert answer["status"] in ("answered", "no_match")
+    assert answer["trace"] and answer["trace"][0]["tool"] == "segment_phrases"
+    assert (out / "overlay.png").exists()
+
+
+def test_ask_without_an_llm_answers_a_relation_query(desk: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["ask", str(desk), "how many cups are left of the laptop?", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(PLANNER_NOTICE) == 1
+    assert "count: 2" in result.stdout
+    assert "✓ segment_phrases" in result.stderr, "the steps are printed"
+    answer = json.loads((out / "answer.json").read_text())
+    assert (answer["status"], answer["count"]) == ("answered", 2)
+    assert sorted(inst["box"][0] for inst in answer["instances"]) == [10, 50]
+
+
+def test_ask_without_an_llm_an_unparseable_query_gives_up_cleanly(desk: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["ask", str(desk), "why is the sky blue?", "--out", str(out)])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), "a clean exit, not an exception"
+    assert "Traceback" not in result.output and "error:" not in result.output
+    answer = json.loads((out / "answer.json").read_text())
+    assert answer["status"] == "gave_up" and answer["text"]
+    assert answer["text"] in " ".join(result.stdout.split()), "the planner's reason is printed"
+    assert result.output.count(PLANNER_NOTICE) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--llm-base-url", "http://127.0.0.1:9/v1"], {}), ([], {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})],
+    ids=["flag", "env"],
+)
+def test_ask_with_an_endpoint_but_no_model_is_a_config_error(
+    photo: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = runner.invoke(app, ["ask", str(photo), "how many cups?", *args])
     assert result.exit_code == 2
-    assert "--llm-model" in result.output
+    assert "--llm-model" in result.output and PLANNER_NOTICE not in result.output
 
 
 def test_ask_empty_query_exit_2(photo: Path) -> None:

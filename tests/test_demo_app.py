@@ -1,7 +1,7 @@
 """The running demo driven end to end by ``gradio_client``: tiny SAM 3 checkpoint, scripted LLM over loopback HTTP.
 
 One app serves the whole module (like a real deployment); each test opens its own client sessions and
-passes its own replay server as the session's LLM endpoint.
+passes its own replay server as the session's LLM endpoint, or none: then the built-in planner answers.
 """
 
 from __future__ import annotations
@@ -245,16 +245,33 @@ def test_an_upload_over_the_size_limit_is_refused(client: Client, tmp_path: Path
 @pytest.mark.parametrize(
     ("llm_turns", "model", "message"),
     [
-        (None, "", "no language model set: enter the model name under Settings"),
         ([ReplayError(503)], "replay-model", "the language model failed"),
+        ([], "local:/etc", "only its operator can choose one"),
     ],
 )
 def test_llm_problems_are_messages_not_tracebacks(client: Client, tmp_path: Path, llm_turns, model, message) -> None:
     image = picture(tmp_path / "q.png", 40, 30, seed=5)
-    with ReplayServer(llm_turns or []) as llm:
+    with ReplayServer(llm_turns) as llm:
         rest = ("agent", 0.0, 0.5, llm.base_url, model, "")
         _, (chat, *_) = ask(client, "where is the cup?", image, *rest)
     assert message in texts(chat)[-1] and "Traceback" not in " ".join(texts(chat))
+
+
+def test_agent_mode_without_an_llm_is_answered_by_the_built_in_planner(client: Client, tmp_path: Path) -> None:
+    image = picture(tmp_path / "desk.png", 160, 90, seed=0)
+    outputs, (chat, overlay, answer, _table, files, _phrase, _hint) = ask(
+        client, "segment the cups", image, *settings("agent")
+    )
+    assert any(t == "Planning with built-in planner…" for o in outputs for t in step_titles(o[0]))
+    assert step_titles(chat)[0].startswith("Step 1 · segment_phrases")
+    assert texts(chat)[-1].endswith("*Answered by built-in planner.*")
+    assert answer.startswith("#### Answer\n") and "Error" not in answer
+    assert Image.open(overlay).size == (160, 90)
+    record = json.loads(Path(files[0]).read_text())
+    assert record["status"] in ("answered", "no_match") and record["trace"][0]["tool"] == "segment_phrases"
+    _, (chat, *_) = ask(client, "why is the sky blue?", None, *settings("agent"))
+    assert not texts(chat)[-1].startswith("**Error:**") and "Traceback" not in " ".join(texts(chat))
+    assert texts(chat)[-1].endswith("*Answered by built-in planner.*")
 
 
 def test_segment_image_api(client: Client, tmp_path: Path) -> None:

@@ -80,13 +80,15 @@ def test_help_lists_the_flags() -> None:
         assert flag in result.output
 
 
-def test_defaults_local_only_no_share_segment_mode(tiny_checkpoint: Path, launched: dict[str, Any]) -> None:
+def test_defaults_local_no_share_agent_mode_with_the_planner(tiny_checkpoint: Path, launched: dict[str, Any]) -> None:
     result = runner.invoke(app, ["demo", "--checkpoint", str(tiny_checkpoint), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert launched["host"] == "127.0.0.1" and launched["port"] is None
     assert launched["share"] is False and launched["mcp"] is False
-    assert launched["config"].llm_model is None and launched["config"].default_mode == "segment"
-    assert launched["segmenter"].loaded and "segment-only" in result.output
+    config: DemoConfig = launched["config"]
+    assert config.llm_model is None and config.default_mode == "agent" and config.answered_by == "built-in planner"
+    assert launched["segmenter"].loaded
+    assert "agent mode, answered by built-in planner" in " ".join(result.output.split())
 
 
 def test_llm_flags_win_over_the_environment(
@@ -102,6 +104,7 @@ def test_llm_flags_win_over_the_environment(
     config: DemoConfig = launched["config"]
     assert (config.llm_model, config.llm_base_url, config.llm_api_key) == ("flag-model", "http://env:1/v1", "env-key")
     assert config.default_mode == "agent" and config.score_threshold == 0.3
+    assert "answered by flag-model at http://env:1/v1" in " ".join(result.output.split())
     assert config.max_upload_bytes == 2 * 2**20 == launched["max_upload_bytes"]
     assert launched["port"] == 7999 and launched["share"] is True and launched["mcp"] is True
     engine = launched["segmenter"]

@@ -1,4 +1,5 @@
-"""The demo's handlers as plain functions (no Gradio): a synthetic scene with known masks, a scripted model."""
+"""The demo's handlers as plain functions (no Gradio): a synthetic scene with known masks, a scripted model or,
+with no LLM set, the built-in planner."""
 
 from __future__ import annotations
 
@@ -51,9 +52,9 @@ class Models:
 
     def __init__(self, *scripts: Sequence[AssistantMessage]) -> None:
         self.models = [ScriptedChatModel(turns) for turns in scripts]
-        self.settings: list[LLMSettings] = []
+        self.settings: list[LLMSettings | None] = []
 
-    def __call__(self, settings: LLMSettings) -> ScriptedChatModel:
+    def __call__(self, settings: LLMSettings | None) -> ScriptedChatModel:
         self.settings.append(settings)
         return self.models[len(self.settings) - 1]
 
@@ -96,7 +97,7 @@ def test_upload_and_ask_streams_each_step_before_the_answer(tmp_path: Path, desk
     models.models[0].assert_complete()
     # the image is shown first, then "planning" with a spinner, then each step as it happens, then the answer
     assert snapshots[0] == ([], False)
-    assert snapshots[1] == ([PLANNING], False)
+    assert snapshots[1] == ([PLANNING.format(model="scripted")], False)
     step_titles = [t for t, _ in snapshots[2:] if t and t[0].startswith("Step 1")]
     assert step_titles, snapshots
     first_step = next(i for i, (t, _) in enumerate(snapshots) if any(x.startswith("Step 1") for x in t))
@@ -113,6 +114,7 @@ def test_upload_and_ask_streams_each_step_before_the_answer(tmp_path: Path, desk
     assert session.chat[0]["content"]["alt_text"] == "desk.png"
     assert Path(session.chat[0]["content"]["path"]).exists()
     assert "The cup left of the laptop is #2." in last_text(session) and "**Count: 1**" in last_text(session)
+    assert last_text(session).endswith("*Answered by scripted.*")
     result = session.result
     assert result is not None and result.kind == "answer" and result.count == 1
     assert [inst.id for inst in result.instances] == [2]
@@ -251,8 +253,8 @@ class _Failing:
 @pytest.mark.parametrize(
     ("settings", "factory", "message"),
     [
-        ({"mode": "agent"}, None, "no language model set: enter the model name under Settings"),
         ({**AGENT, "llm_base_url": "ftp://x"}, None, "must be an http(s) URL"),
+        ({**AGENT, "llm_model": "local:/srv/other"}, None, "only its operator can choose one"),
         ({**AGENT, "score_threshold": 2}, None, "invalid settings: score_threshold"),
         (AGENT, lambda s: _Failing(LLMError("HTTP 503 from http://llm")), "the language model failed: HTTP 503"),
         (AGENT, lambda s: _Failing(RuntimeError("boom")), "something went wrong inside the demo (RuntimeError: boom)"),
@@ -343,9 +345,62 @@ def test_sessions_do_not_share_state(tmp_path: Path, desk_png: Path) -> None:
 def test_llm_settings_only_send_the_server_key_to_the_server_endpoint(page_key, page_url, expected) -> None:
     config = DemoConfig(llm_base_url="http://llm:8000/v1", llm_model="m", llm_api_key="server-key")
     turn = TurnSettings(mode="agent", llm_model="m", llm_base_url=page_url, llm_api_key=page_key)
-    assert turn.llm_settings(config).api_key == expected
-    with pytest.raises(ConfigError, match="no language model set"):
-        TurnSettings(mode="agent").llm_settings(config)
+    settings = turn.llm_settings(config)
+    assert settings is not None and settings.api_key == expected
+
+
+def test_no_llm_model_means_the_planner_and_local_models_are_the_operators() -> None:
+    config = DemoConfig(llm_base_url="http://llm:8000/v1", llm_model="local:/srv/qwen")
+    assert TurnSettings(mode="agent").llm_settings(config) is None
+    assert TurnSettings(mode="agent", llm_base_url="http://llm:8000/v1").llm_settings(config) is None
+    local = TurnSettings(mode="agent", llm_model="local:/srv/qwen").llm_settings(config)
+    assert local is not None and local.is_local
+    with pytest.raises(ConfigError, match="only its operator"):
+        TurnSettings(mode="agent", llm_model="local:/etc").llm_settings(config)
+    assert DemoConfig().answered_by == "built-in planner" and DemoConfig().default_mode == "agent"
+    assert DemoConfig(llm_model="gpt-4o", llm_base_url="http://x/v1").answered_by == "gpt-4o at http://x/v1"
+
+
+PLANNER_DESK = Scene(
+    240,
+    160,
+    [
+        SceneObject("cup", (20, 90, 50, 130)),
+        SceneObject("cup", (55, 90, 75, 130)),
+        SceneObject("laptop", (80, 50, 160, 130), shape="box", color=(90, 90, 110)),
+        SceneObject("cup", (170, 90, 200, 130)),
+    ],
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "count"),
+    [
+        ("how many cups are left of the laptop?", "answered", 2),
+        ("segment the cups", "answered", None),
+        ("why is the sky blue?", "gave_up", None),
+    ],
+)
+def test_agent_mode_without_an_llm_is_answered_by_the_planner(
+    tmp_path: Path, query: str, status: str, count: int | None
+) -> None:
+    """The default factory (``make_chat_model``) and no model on the page: the built-in planner answers."""
+    handlers = DemoHandlers(SceneSegmenter(PLANNER_DESK), DemoConfig(workdir=tmp_path / "work"))
+    image = tmp_path / "desk.png"
+    PLANNER_DESK.image().save(image)
+    session = DemoSession()
+    snapshots = [titles(s) for s in handlers.chat(session, {"text": query, "files": [str(image)]}, {"mode": "agent"})]
+    assert [PLANNING.format(model="built-in planner")] in snapshots
+    text = last_text(session)
+    assert not text.startswith("**Error:**") and "Traceback" not in text, text
+    assert text.endswith("*Answered by built-in planner.*")
+    assert session.result is not None and session.result.kind == "answer"
+    record = json.loads(session.result.files[0].read_text())
+    assert record["status"] == status and record["count"] == count
+    if status == "gave_up":
+        assert record["text"] and record["text"] in text
+    else:
+        assert record["trace"][0]["tool"] == "segment_phrases"
 
 
 @pytest.mark.parametrize(

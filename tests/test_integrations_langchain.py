@@ -1,5 +1,6 @@
-"""LangChain: our tools inside a real ``langchain.agents.create_agent`` agent, LangChain's standard tool tests,
-and LangChain chat models as the agent's LLM (``LangChainChatModel``). The chat models are LangChain's own
+"""LangChain: our tools inside a real ``langchain.agents.create_agent`` agent (``sam3_ask`` answered by a scripted
+LLM or, with none, by the built-in planner), LangChain's standard tool tests, and LangChain chat models as the
+agent's LLM (``LangChainChatModel``). The chat models are LangChain's own
 fake models (``GenericFakeChatModel``), given ``bind_tools`` so an agent can bind tools to them."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import Field
 
 from sam3_agent.agent.loop import Sam3Agent
 from sam3_agent.errors import ConfigError, LLMError
+from sam3_agent.integrations.args import ASK_LLM_DESCRIPTION, ASK_PLANNER_DESCRIPTION
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.langchain_llm import LangChainChatModel
 from sam3_agent.integrations.langchain_tools import Sam3AgentTool, Sam3CountTool, Sam3SegmentTool, sam3_tools
@@ -95,7 +97,7 @@ def test_segment_tool_runs_inside_create_agent(service: Sam3Service) -> None:
     model = fake(calls("sam3_segment", {"image": "scene.png", "phrases": ["cup"]}), "There are 2 cups.")
     agent = create_agent(model, sam3_tools(service))
     state = agent.invoke({"messages": [HumanMessage("How many cups are in scene.png?")]})
-    assert [t["function"]["name"] for t in model.bound[0]] == ["sam3_segment", "sam3_count"]
+    assert [t["function"]["name"] for t in model.bound[0]] == ["sam3_segment", "sam3_count", "sam3_ask"]
     (tool_message,) = [m for m in state["messages"] if isinstance(m, ToolMessage)]
     assert tool_message.name == "sam3_segment" and tool_message.status == "success"
     assert "Found 2 instance(s)" in tool_message.content and "#1 cup" in tool_message.content
@@ -152,10 +154,28 @@ def test_show_overlay_puts_the_overlay_in_the_content(service: Sam3Service) -> N
     assert Image.open(io.BytesIO(base64.b64decode(image["base64"]))).size == (200, 120)
 
 
-def test_agent_tool_needs_an_llm(service: Sam3Service) -> None:
-    with pytest.raises(ValueError, match="language model"):
-        Sam3AgentTool(service=service)
-    assert [t.name for t in sam3_tools(service)] == ["sam3_segment", "sam3_count"]
+def test_agent_tool_without_an_llm_describes_the_planner(service: Sam3Service) -> None:
+    assert [t.name for t in sam3_tools(service)] == ["sam3_segment", "sam3_count", "sam3_ask"]
+    assert Sam3AgentTool(service=service).description == ASK_PLANNER_DESCRIPTION
+    with_llm = Sam3Service(service.segmenter, ScriptedChatModel([]), images=service.images)
+    assert Sam3AgentTool(service=with_llm).description == ASK_LLM_DESCRIPTION
+    assert Sam3AgentTool(service=service, description="mine").description == "mine"
+
+
+async def test_agent_tool_without_an_llm_is_answered_by_the_planner(service: Sam3Service) -> None:
+    question = {"image": "scene.png", "question": "how many cups are left of the laptop?"}
+    unparsed = {"image": "scene.png", "question": "why is the sky blue?"}
+    model = fake(calls("sam3_ask", question, "a1"), calls("sam3_ask", unparsed, "a2"), "One cup.")
+    agent = create_agent(model, sam3_tools(service))
+    state = await agent.ainvoke({"messages": [HumanMessage("Cups left of the laptop in scene.png?")]})
+    bound = {t["function"]["name"]: t["function"] for t in model.bound[0]}
+    assert bound["sam3_ask"]["description"] == ASK_PLANNER_DESCRIPTION
+    answered, gave_up = [m for m in state["messages"] if isinstance(m, ToolMessage)]
+    result = AskResult.model_validate(answered.artifact)
+    assert answered.status == "success" and (result.status, result.count) == ("answered", 1), answered.content
+    assert [np.array_equal(i.mask, SCENE.mask(0)) for i in result.instances] == [True]
+    assert gave_up.status == "success" and AskResult.model_validate(gave_up.artifact).status == "gave_up"
+    assert gave_up.content.startswith("Answer (gave_up): ")
 
 
 # --- LangChain's standard tool tests ------------------------------------------------------------------------------
@@ -243,6 +263,30 @@ class TestAgentToolIntegration(ToolsIntegrationTests):
     @property
     def tool_invoke_params_example(self) -> dict[str, Any]:
         return {"image": data_url(SCENE.image()), "question": "where is a cup?"}
+
+
+class TestPlannerAgentToolUnit(ToolsUnitTests):
+    tool_constructor = Sam3AgentTool
+
+    @property
+    def tool_constructor_params(self) -> dict[str, Any]:
+        return {"service": _standard_service()}
+
+    @property
+    def tool_invoke_params_example(self) -> dict[str, Any]:
+        return {"image": data_url(SCENE.image()), "question": "find the cups"}
+
+
+class TestPlannerAgentToolIntegration(ToolsIntegrationTests):
+    tool_constructor = Sam3AgentTool
+
+    @property
+    def tool_constructor_params(self) -> dict[str, Any]:
+        return {"service": _standard_service()}
+
+    @property
+    def tool_invoke_params_example(self) -> dict[str, Any]:
+        return {"image": data_url(SCENE.image()), "question": "how many cups are there?"}
 
 
 # --- LangChain chat models as the agent's LLM ---------------------------------------------------------------------

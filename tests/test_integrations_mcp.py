@@ -1,5 +1,6 @@
 """MCP: the server through the official ``mcp`` client, in process and as ``sam3-agent mcp`` subprocesses over
-stdio and streamable HTTP (tiny SAM 3 checkpoint, the ask tool's LLM replayed over loopback HTTP)."""
+stdio and streamable HTTP (tiny SAM 3 checkpoint, the ask tool's LLM replayed over loopback HTTP, or no LLM: then
+the built-in planner answers sam3_ask)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,17 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 from typer.testing import CliRunner
 
+from sam3_agent.agent.chat_models import PLANNER_NOTICE
 from sam3_agent.agent.tools import json_schema
 from sam3_agent.cli import app
 from sam3_agent.integrations import mcp_server
-from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs
+from sam3_agent.integrations.args import (
+    ASK_LLM_DESCRIPTION,
+    ASK_PLANNER_DESCRIPTION,
+    AskArgs,
+    CountArgs,
+    SegmentArgs,
+)
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.mcp_server import build_server
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
@@ -88,10 +96,17 @@ def scene_server(root: Path, llm: Any = None) -> Any:
 
 async def test_tools_and_schemas(root: Path) -> None:
     async with Client(scene_server(root)) as client:
-        tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert sorted(tools) == ["sam3_count", "sam3_segment"], "no LLM: no sam3_ask"
+        planned = {t.name: t for t in (await client.list_tools()).tools}
+    assert sorted(planned) == ["sam3_ask", "sam3_count", "sam3_segment"], "no LLM: the planner answers sam3_ask"
+    assert (
+        planned["sam3_ask"].description == ASK_PLANNER_DESCRIPTION and "common query shapes" in ASK_PLANNER_DESCRIPTION
+    )
+    assert planned["sam3_ask"].annotations.idempotent_hint is True
+    assert planned["sam3_ask"].annotations.open_world_hint is False
     async with Client(scene_server(root, ScriptedChatModel([]))) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert tools["sam3_ask"].description == ASK_LLM_DESCRIPTION and "planner" not in ASK_LLM_DESCRIPTION
+    assert tools["sam3_ask"].annotations.open_world_hint is True
     for name, model, result in [
         ("sam3_segment", SegmentArgs, SegmentResult),
         ("sam3_count", CountArgs, CountResult),
@@ -140,6 +155,21 @@ async def test_count_and_ask(root: Path) -> None:
     assert np.array_equal(answer.instances[0].mask, SCENE.mask(2))
     assert [s.tool for s in answer.trace] == ["segment_phrases", "spatial_filter", "count_masks", "final_answer"]
     assert "One cup, right of the laptop." in text and overlay.size == (200, 120)
+
+
+async def test_ask_without_an_llm_is_answered_by_the_planner(root: Path) -> None:
+    async with Client(scene_server(root)) as client:
+        ask = await client.call_tool("sam3_ask", {"image": "scene.png", "question": "how many cups are there?"})
+        unparsed = await client.call_tool(
+            "sam3_ask", {"image": "scene.png", "question": "why is the sky blue?"}
+        )
+    text, overlay, data = unpack(ask)
+    answer = AskResult.model_validate(data)
+    assert (answer.status, answer.count) == ("answered", 2), text
+    assert answer.trace[0].tool == "segment_phrases" and overlay.size == (200, 120)
+    text, _, data = unpack(unparsed)
+    gave_up = AskResult.model_validate(data)
+    assert gave_up.status == "gave_up" and gave_up.answer and "Answer (gave_up)" in text
 
 
 @pytest.mark.parametrize(
@@ -257,6 +287,26 @@ async def test_stdio_session(tiny_checkpoint: Path, root: Path, tmp_path: Path) 
             await exercise(session)
         replay.assert_complete()
     assert "ready on stdio" in (tmp_path / "stderr.log").read_text()
+
+
+async def test_stdio_session_without_an_llm_answers_with_the_planner(
+    tiny_checkpoint: Path, root: Path, tmp_path: Path
+) -> None:
+    args = ["mcp", "--checkpoint", str(tiny_checkpoint), "--allowed-root", str(root), "--device", "cpu"]
+    params = StdioServerParameters(command=str(EXE), args=[*args, "--score-threshold", "0"], env=OFFLINE)
+    with (tmp_path / "stderr.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            question = {"image": "photo.png", "question": "how many cups are there?"}
+            text, overlay, data = unpack(await session.call_tool("sam3_ask", question))
+    assert sorted(tools) == ["sam3_ask", "sam3_count", "sam3_segment"]
+    assert tools["sam3_ask"].description == ASK_PLANNER_DESCRIPTION
+    asked = AskResult.model_validate(data)
+    assert asked.status in ("answered", "no_match") and asked.trace[0].tool == "segment_phrases", text
+    assert overlay.size == (160, 90)
+    log = " ".join((tmp_path / "stderr.log").read_text().split())
+    assert log.count(PLANNER_NOTICE) == 1 and "ready on stdio" in log
 
 
 @pytest.fixture

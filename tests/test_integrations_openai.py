@@ -1,6 +1,6 @@
 """OpenAI function calling: the exported schemas are valid JSON Schema in both API formats, and a tool call
 goes round trip through ``ToolExecutor`` (dicts, openai SDK objects, and a real ``openai`` client loop against
-the loopback replay server)."""
+the loopback replay server); without an LLM the built-in planner answers ``sam3_ask``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from openai.types.responses import ResponseFunctionToolCall
 from PIL import Image
 
 from sam3_agent.errors import ImageError
+from sam3_agent.integrations.args import ASK_DESCRIPTION, ASK_LLM_DESCRIPTION, ASK_PLANNER_DESCRIPTION
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.openai_tools import (
     ToolArgumentError,
@@ -78,6 +79,20 @@ def test_schemas_are_valid_json_schema_in_both_formats() -> None:
     assert [s.name for s in tool_specs(include_ask=False)] == ["sam3_segment", "sam3_count"]
 
 
+def test_the_ask_description_says_who_answers(executor: ToolExecutor) -> None:
+    def ask_description(tools: list[dict[str, Any]]) -> str:
+        return next(t["description"] for t in tools if t["name"] == "sam3_ask")
+
+    assert ask_description(responses_tools()) == ASK_DESCRIPTION and "built-in planner" in ASK_DESCRIPTION
+    assert ask_description(responses_tools(service=executor.service)) == ASK_PLANNER_DESCRIPTION
+    with_llm = Sam3Service(SceneSegmenter(SCENE), ScriptedChatModel([]))
+    assert ask_description(responses_tools(service=with_llm)) == ASK_LLM_DESCRIPTION
+    chat = chat_completions_tools(service=executor.service)
+    assert next(t["function"]["description"] for t in chat if t["function"]["name"] == "sam3_ask") == (
+        ASK_PLANNER_DESCRIPTION
+    )
+
+
 @pytest.mark.parametrize(("name", "args"), INVALID_ARGS)
 def test_schemas_reject_bad_arguments(name: str, args: dict[str, Any]) -> None:
     schema = next(t["parameters"] for t in responses_tools() if t["name"] == name)
@@ -125,7 +140,6 @@ def test_run_returns_the_full_result(executor: ToolExecutor) -> None:
     ("name", "arguments", "says"),
     [
         ("sam3_paint", "{}", "no tool named 'sam3_paint'"),
-        ("sam3_ask", '{"image": "scene.png", "question": "q"}', "no tool named 'sam3_ask'"),
         ("sam3_count", "definitely not json", "not valid JSON"),
         ("sam3_count", '{"image": "scene.png"}', "phrase or at least one positive box"),
         ("sam3_count", '{"image": "../scene.png", "phrase": "cup"}', "outside the allowed folder"),
@@ -170,6 +184,40 @@ def test_ask_through_the_executor(root: Path) -> None:
     output = executor.execute(call)["output"]
     llm.assert_complete()
     assert output.startswith("Answer (answered): The left cup.") and "Count: 1" in output
+
+
+def test_ask_without_an_llm_is_answered_by_the_planner(executor: ToolExecutor) -> None:
+    outcome = executor.run("sam3_ask", {"image": "scene.png", "question": "how many cups are there?"})
+    assert (outcome.result.status, outcome.result.count) == ("answered", 2)
+    assert outcome.result.trace[0].tool == "segment_phrases"
+    poem = json.dumps({"image": "scene.png", "question": "why is the sky blue?"})
+    call = {"id": "q", "type": "function", "function": {"name": "sam3_ask", "arguments": poem}}
+    content = executor.execute(call)["content"]
+    assert content.startswith("Answer (gave_up): ") and len(content) > len("Answer (gave_up): ")
+
+
+def test_a_real_openai_client_loop_asks_the_planner(executor: ToolExecutor) -> None:
+    """A foreign model (replayed over HTTP) calls sam3_ask; with no LLM in the service the planner answers it."""
+    question = {"image": "scene.png", "question": "how many cups are left of the laptop?"}
+    turns = [tool_call_turn("sam3_ask", question, call_id="call_q"), text_turn("One cup is left of the laptop.")]
+    tools = chat_completions_tools(service=executor.service)
+    with ReplayServer(turns) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+        messages: list[Any] = [{"role": "user", "content": "How many cups are left of the laptop in scene.png?"}]
+        while True:
+            message = client.chat.completions.create(model="m", messages=messages, tools=tools).choices[0].message
+            messages.append(message.model_dump(exclude_none=True))
+            if not message.tool_calls:
+                break
+            messages += [executor.execute(call) for call in message.tool_calls]
+        server.assert_complete()
+    sent = server.requests[0]["tools"]
+    assert next(t for t in sent if t["function"]["name"] == "sam3_ask")["function"]["description"] == (
+        ASK_PLANNER_DESCRIPTION
+    )
+    tool_reply = server.requests[1]["messages"][-1]
+    assert tool_reply["tool_call_id"] == "call_q"
+    assert tool_reply["content"].startswith("Answer (answered): ") and "Count: 1" in tool_reply["content"]
 
 
 def test_a_real_openai_client_loop(executor: ToolExecutor) -> None:

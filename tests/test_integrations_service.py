@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from sam3_agent.errors import ConfigError, ImageError, PromptError
+from sam3_agent.integrations.args import ASK_LLM_DESCRIPTION, ASK_PLANNER_DESCRIPTION
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.results import MAX_SUMMARY_INSTANCES, AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import OVERLAY_MAX_SIDE, Sam3Service
@@ -151,7 +152,7 @@ def test_count_merges_duplicates(service: Sam3Service) -> None:
     assert "Count of 'cups': 2 (4 detected, 2 duplicate(s) merged)" in result.summary()
 
 
-def test_ask_runs_the_agent_and_requires_an_llm(root: Path) -> None:
+def test_ask_runs_the_agent_with_the_llm(root: Path) -> None:
     llm = ScriptedChatModel(
         [
             tool_call_turn("segment_phrases", {"phrases": ["cup"]}),
@@ -165,8 +166,24 @@ def test_ask_runs_the_agent_and_requires_an_llm(root: Path) -> None:
     assert (result.status, result.answer, result.count, result.found) == ("answered", "Two cups.", 2, 2)
     assert [step.tool for step in result.trace] == ["segment_phrases", "final_answer"]
     assert "Count: 2" in result.summary()
-    with pytest.raises(ConfigError, match="no language model"):
-        Sam3Service(SceneSegmenter(SCENE), images=ImageResolver(root)).ask("sub/scene.png", "how many cups?")
+    assert service.can_ask and not service.uses_planner and service.ask_description == ASK_LLM_DESCRIPTION
+
+
+@pytest.mark.parametrize(
+    ("question", "status", "count"),
+    [
+        ("how many cups are there?", "answered", 2),
+        ("how many cups are left of the laptop?", "answered", 1),
+        ("why is the sky blue?", "gave_up", None),
+    ],
+)
+def test_ask_without_an_llm_is_answered_by_the_planner(
+    service: Sam3Service, question: str, status: str, count: int | None
+) -> None:
+    assert service.can_ask and service.uses_planner and service.ask_description == ASK_PLANNER_DESCRIPTION
+    result = service.ask("sub/scene.png", question).result
+    assert (result.status, result.count) == (status, count), result.answer
+    assert result.answer and f"Answer ({status}): " in result.summary()
 
 
 def test_overlay_is_downscaled_and_summary_is_capped(tmp_path: Path) -> None:

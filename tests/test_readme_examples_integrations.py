@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from sam3_agent.cli import app
 from sam3_agent.integrations import mcp_server
+from sam3_agent.integrations.args import ASK_PLANNER_DESCRIPTION
 from sam3_agent.testing.replay_server import ReplayServer
 from sam3_agent.testing.turns import text_turn, tool_call_turn
 
@@ -148,7 +149,9 @@ def test_openai_loop_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         printed = run_example(blocks("python")[2], tmp_path)
         server.assert_complete()
     assert printed.strip() == "I counted the cups."
-    assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["sam3_segment", "sam3_count"]
+    sent = {t["function"]["name"]: t["function"] for t in server.requests[0]["tools"]}
+    assert list(sent) == ["sam3_segment", "sam3_count", "sam3_ask"]
+    assert sent["sam3_ask"]["description"] == ASK_PLANNER_DESCRIPTION, "no llm=...: the planner answers sam3_ask"
     answered = server.requests[1]["messages"][-1]
     assert answered["role"] == "tool" and answered["tool_call_id"] == "call_1"
     assert answered["content"].startswith("Count of 'cup': ")
@@ -176,7 +179,7 @@ def test_mcp_shell_commands(served: list[dict[str, Any]]) -> None:
         result = CliRunner().invoke(app, argv[1:])
         assert result.exit_code == 0, result.output
     stdio, http = served
-    assert stdio["transport"] == "stdio" and stdio["tools"] == ["sam3_segment", "sam3_count"]
+    assert stdio["transport"] == "stdio" and stdio["tools"] == ["sam3_segment", "sam3_count", "sam3_ask"]
     assert (http["transport"], http["host"], http["port"], http["path"]) == ("http", "127.0.0.1", 8000, "/mcp")
 
 

@@ -4,6 +4,11 @@
     sam3-agent ... --checkpoint ./sam3-tiny      # or SAM3_CHECKPOINT=./sam3-tiny
 
 Its masks and scores are random. Real weights: see ``sam3_agent.engine.checkpoint.HOW_TO_GET_WEIGHTS``.
+
+With ``--vlm`` it writes a tiny random vision-language model (Qwen2.5-VL) instead, for ``local:PATH``::
+
+    python tools/make_tiny_checkpoint.py --vlm ./vlm-tiny
+    sam3-agent ... --llm-model local:./vlm-tiny   # its replies are random: runs end with "gave_up"
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
     parser.add_argument("--size", choices=["tiny", "mid"], default="tiny", help="tiny (tests) or mid (benchmarks)")
     parser.add_argument("--image-size", type=int, default=None, help="square input size, a multiple of 14")
+    parser.add_argument(
+        "--vlm", action="store_true", help="write a tiny random vision-language model (for --llm-model local:DIR)"
+    )
     args = parser.parse_args(argv)
+    if args.vlm:
+        if args.image_size is not None:
+            parser.error("--image-size applies to SAM 3 checkpoints, not to --vlm")
+        return _write_vlm(args.out_dir, args.seed)
 
     from sam3_agent.engine.tiny import make_tiny_checkpoint
     from sam3_agent.errors import Sam3AgentError
@@ -30,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Wrote a {args.size} SAM 3 checkpoint with RANDOM weights to {path}: its masks and scores are random.")
     print(f"Use it with --checkpoint {path} or SAM3_CHECKPOINT={path}.")
+    return 0
+
+
+def _write_vlm(out_dir: str, seed: int) -> int:
+    """Write the tiny vision-language model and say how to use it."""
+    from sam3_agent.testing.tiny_vlm import make_tiny_vlm
+
+    path = make_tiny_vlm(out_dir, seed=seed)
+    print(f"Wrote a tiny vision-language model (Qwen2.5-VL) with RANDOM weights to {path}: its replies are random.")
+    print(f"Use it with --llm-model local:{path}.")
     return 0
 
 

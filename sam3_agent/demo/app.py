@@ -18,18 +18,18 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
-from sam3_agent.agent.llm_settings import LLMSettings
-from sam3_agent.agent.messages import ChatModel
+from sam3_agent.agent.chat_models import make_chat_model
 from sam3_agent.demo import formatting as fmt
 from sam3_agent.demo.config import DemoConfig
-from sam3_agent.demo.handlers import DemoHandlers, default_chat_model
+from sam3_agent.demo.handlers import ChatModelFactory, DemoHandlers
 from sam3_agent.demo.session import DemoSession
 from sam3_agent.engine.protocol import Segmenter
 from sam3_agent.errors import ImageError, Sam3AgentError
 
 log = logging.getLogger(__name__)
 
-MODES = [("Agent (LLM + SAM 3)", "agent"), ("Segment only (no LLM)", "segment")]
+MODES = [("Agent (LLM or built-in planner + SAM 3)", "agent"), ("Segment only (no LLM)", "segment")]
+PLANNER_HINT = "empty: the built-in planner (no LLM; common query shapes only)"
 POLARITIES = [("Positive: find more like this", "positive"), ("Negative: reject look-alikes", "negative")]
 
 CSS = """
@@ -42,15 +42,19 @@ CSS = """
 
 def _header(config: DemoConfig) -> str:
     if config.llm_model:
-        where = f" at {config.llm_base_url}" if config.llm_base_url else ""
-        llm = f"LLM: `{config.llm_model}`{where}."
+        llm = f"Answered by: `{config.answered_by}`."
     else:
-        llm = "No LLM configured: the page starts in segment-only mode (set an LLM endpoint under Settings)."
+        llm = (
+            "Answered by: the **built-in planner** (no LLM configured; it understands common query shapes such as "
+            "*segment the cups* or *the second cup from the left*; set an LLM endpoint and model under Settings "
+            "for free-form questions)."
+        )
     return (
         f"# {config.title}\n"
         "Attach or paste an image, then ask about it: *segment the cup left of the laptop*, "
-        "*how many people wear red hats?* An LLM plans, SAM 3 segments; follow-up questions on the same image "
-        f"reuse its features. In segment-only mode, type noun phrases separated by commas. {llm}"
+        "*how many cups are left of the laptop?* A language model (or the built-in planner) plans, SAM 3 "
+        "segments; follow-up questions on the same image reuse its features. In segment-only mode, type noun "
+        f"phrases separated by commas. {llm}"
     )
 
 
@@ -94,7 +98,7 @@ def build_demo(
     segmenter: Segmenter,
     config: DemoConfig | None = None,
     *,
-    chat_model_factory: Callable[[LLMSettings], ChatModel] = default_chat_model,
+    chat_model_factory: ChatModelFactory = make_chat_model,
 ) -> gr.Blocks:
     """The demo page for ``segmenter`` (shared by every session). Launch it with ``launch_demo``."""
     handlers = DemoHandlers(segmenter, config, chat_model_factory=chat_model_factory)
@@ -174,7 +178,9 @@ def build_demo(
                     base_url = gr.Textbox(
                         value=config.llm_base_url or "", label="LLM endpoint", placeholder="http://localhost:8000/v1"
                     )
-                    llm_model = gr.Textbox(value=config.llm_model or "", label="LLM model")
+                    llm_model = gr.Textbox(
+                        value=config.llm_model or "", label="LLM model", placeholder=PLANNER_HINT, elem_id="sam3-model"
+                    )
                     api_key = gr.Textbox(
                         type="password",
                         label="LLM API key",

@@ -30,7 +30,8 @@ def demo(
         str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
     ] = None,
     llm_model: Annotated[
-        str | None, typer.Option(help="Model at the endpoint; none: the page starts in segment-only mode.")
+        str | None,
+        typer.Option(help="Model at the endpoint, or local:PATH; none: the built-in planner answers (no LLM)."),
     ] = None,
     llm_api_key: Annotated[
         str | None,
@@ -80,12 +81,14 @@ def demo(
         raise typer.Exit(code) from None
     from sam3_agent.demo.app import build_demo, launch_demo
 
-    mode = f"agent with {config.llm_model}" if config.llm_model else "segment-only (no --llm-model given)"
+    mode = f"agent mode, answered by {config.answered_by}"
+    if not config.llm_model:
+        mode += " (no --llm-model given: common query shapes only)"
     if isinstance(segmenter, RemoteSegmenter):
         where = f"SAM 3 runs on the segmentation server {segmenter.base_url}"
     else:
         where = f"SAM 3 loaded on {getattr(segmenter, 'device', 'this machine')}"
-    console.print(f"{where}; the page starts in {mode} mode.", highlight=False)
+    console.print(f"{where}; the page starts in {mode}.", highlight=False)
     launch_demo(
         build_demo(segmenter, config),
         host=host,

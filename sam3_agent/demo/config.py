@@ -7,12 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sam3_agent.agent.llm_settings import LLMSettings, ToolMode
+from sam3_agent.agent.chat_models import describe_chat_model
+from sam3_agent.agent.llm_settings import LOCAL_PREFIX, LLMSettings, ToolMode
 from sam3_agent.errors import ConfigError
 from sam3_agent.schema import Thresholds
 
 Mode = Literal["agent", "segment"]
-"""``agent``: an LLM answers questions with SAM 3; ``segment``: the message is noun phrases, SAM 3 alone."""
+"""``agent``: a language model (or, without one, the built-in planner) answers questions with SAM 3;
+``segment``: the message is noun phrases, SAM 3 alone."""
 
 MAX_PHRASES = 16
 
@@ -20,7 +22,9 @@ MAX_PHRASES = 16
 class DemoConfig(BaseModel):
     """What the server operator chooses when starting the demo (flags of ``sam3-agent demo``).
 
-    The LLM fields prefill the page's Settings; each user may change them for their own session.
+    The LLM fields prefill the page's Settings; each user may change them for their own session. Without an
+    LLM model the built-in planner answers agent questions (common query shapes only). A ``local:PATH`` model
+    runs on the server, so only the operator can choose one: the page may use it, never another local path.
     ``llm_api_key`` never reaches the browser: it is used for requests whose endpoint equals
     ``llm_base_url`` and whose key field on the page is empty.
     ``max_upload_bytes`` / ``max_pixels``: larger uploads are refused with a message saying so.
@@ -46,8 +50,15 @@ class DemoConfig(BaseModel):
 
     @property
     def default_mode(self) -> Mode:
-        """``agent`` when an LLM model is configured, else ``segment`` (useful before there is an LLM)."""
-        return "agent" if self.llm_model else "segment"
+        """Always ``agent``: without an LLM model the built-in planner answers."""
+        return "agent"
+
+    @property
+    def answered_by(self) -> str:
+        """Who answers agent questions by default, for people: ``built-in planner`` or the model's name."""
+        if not self.llm_model:
+            return describe_chat_model(None)
+        return describe_chat_model(LLMSettings(model=self.llm_model, base_url=self.llm_base_url))
 
 
 class TurnSettings(BaseModel):
@@ -75,17 +86,21 @@ class TurnSettings(BaseModel):
     def thresholds(self) -> Thresholds:
         return Thresholds(score=self.score_threshold, mask=self.mask_threshold)
 
-    def llm_settings(self, config: DemoConfig) -> LLMSettings:
-        """The chat endpoint to use for this request.
+    def llm_settings(self, config: DemoConfig) -> LLMSettings | None:
+        """The language model to use for this request; None (no model given) means the built-in planner.
 
         Raises:
-            ConfigError: no model given, or the endpoint is not an http(s) URL.
+            ConfigError: the endpoint is not an http(s) URL, or a ``local:`` model the server was not started
+                with (the page cannot make the server load models).
         """
         model = self.llm_model.strip()
         if not model:
+            return None
+        if model.startswith(LOCAL_PREFIX) and model != (config.llm_model or "").strip():
             raise ConfigError(
-                "no language model set: enter the model name under Settings (LLM model), "
-                "or switch the mode to 'Segment only' to segment phrases without an LLM"
+                f"{LOCAL_PREFIX} models run on the server, so only its operator can choose one "
+                f"(sam3-agent demo --llm-model {LOCAL_PREFIX}PATH); enter an endpoint's model, or leave "
+                "the model empty for the built-in planner"
             )
         base_url = self.llm_base_url.strip() or None
         if base_url is not None and not base_url.startswith(("http://", "https://")):

@@ -3,9 +3,10 @@
 ``DemoHandlers`` holds what all sessions share: the segmenter (one SAM 3 engine, whose backbone-feature
 cache makes follow-up questions and refinements on the same image skip the backbone), the server's
 ``DemoConfig`` and the folder for result files. Each action takes the caller's session, changes it and
-yields it (several times for streaming actions). Errors never escape: a caller mistake (bad upload, bad
-box, no LLM configured) or a failure (LLM endpoint down) becomes a readable chat message; anything
-unexpected is logged with its traceback and reported in one line.
+yields it (several times for streaming actions). Agent questions are answered by the session's language
+model, or by the built-in planner when none is set. Errors never escape: a caller mistake (bad upload, bad
+box, bad endpoint) or a failure (LLM endpoint down) becomes a readable chat message; anything unexpected is
+logged with its traceback and reported in one line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from PIL import Image
 
+from sam3_agent.agent.chat_models import describe_chat_model, make_chat_model
 from sam3_agent.agent.llm_settings import LLMSettings
 from sam3_agent.agent.loop import Sam3Agent
 from sam3_agent.agent.messages import ChatModel
@@ -37,15 +39,11 @@ from sam3_agent.schema import Answer, BoxXYXY, ExemplarBox, Instance, Prompt, Tr
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIDE = 256
-PLANNING = "Planning: the model is reading the image…"
+PLANNING = "Planning with {model}…"
 NEXT_STEP = "Thinking about the next step…"
 Settings = TurnSettings | Mapping[str, Any]
-
-
-def default_chat_model(settings: LLMSettings) -> ChatModel:
-    from sam3_agent.agent.openai_client import OpenAIChatModel
-
-    return OpenAIChatModel(settings)
+ChatModelFactory = Callable[[LLMSettings | None], ChatModel]
+"""Builds the chat model of one question from its ``LLMSettings`` (None: the built-in planner)."""
 
 
 class DemoHandlers:
@@ -55,8 +53,8 @@ class DemoHandlers:
         segmenter: a ``Segmenter`` (normally a ``Sam3Engine``; it must be safe to call from several
             threads, as ``Sam3Engine`` is).
         config: server-side settings.
-        chat_model_factory: builds the chat model for one question from its ``LLMSettings`` (default:
-            ``OpenAIChatModel``).
+        chat_model_factory: builds the chat model for one question from its ``LLMSettings``, None meaning
+            the built-in planner (default: ``make_chat_model``).
     """
 
     def __init__(
@@ -64,7 +62,7 @@ class DemoHandlers:
         segmenter: Segmenter,
         config: DemoConfig | None = None,
         *,
-        chat_model_factory: Callable[[LLMSettings], ChatModel] = default_chat_model,
+        chat_model_factory: ChatModelFactory = make_chat_model,
     ) -> None:
         self.segmenter = segmenter
         self.config = config or DemoConfig()
@@ -141,13 +139,15 @@ class DemoHandlers:
 
     def _ask(self, session: DemoSession, query: str, turn: TurnSettings) -> Iterator[DemoSession]:
         assert session.image is not None
+        settings = turn.llm_settings(self.config)
         agent = Sam3Agent(
             self.segmenter,
-            self.chat_model_factory(turn.llm_settings(self.config)),
+            self.chat_model_factory(settings),
             thresholds=turn.thresholds,
             max_turns=self.config.max_turns,
         )
-        session.chat.append(fmt.pending_message(PLANNING))
+        answered_by = describe_chat_model(settings)
+        session.chat.append(fmt.pending_message(PLANNING.format(model=answered_by)))
         yield session
         for event in stream_agent(agent, session.image, query):
             _drop_pending(session)
@@ -156,10 +156,10 @@ class DemoHandlers:
                 session.chat.append(fmt.pending_message(NEXT_STEP))
                 yield session
             else:
-                self._show_answer(session, event)
+                self._show_answer(session, event, answered_by)
                 yield session
 
-    def _show_answer(self, session: DemoSession, answer: Answer) -> None:
+    def _show_answer(self, session: DemoSession, answer: Answer, answered_by: str) -> None:
         assert session.image is not None
         shown = answer.instances or answer.all_instances
         out = session.run_dir(self.root)
@@ -175,7 +175,7 @@ class DemoHandlers:
             count=answer.count,
         )
         session.phrase = _phrase_of(answer) or session.phrase
-        session.chat.append(fmt.assistant_text(markdown))
+        session.chat.append(fmt.assistant_text(f"{markdown}\n\n*Answered by {answered_by}.*"))
 
     # -- segment-only mode and exemplar refinement --------------------------------------------------------------
 

@@ -27,11 +27,34 @@ COUNT_DESCRIPTION = (
     "Count the distinct objects matching a short noun phrase (and/or exemplar boxes) in an image with SAM 3; "
     "overlapping duplicate masks are merged. Returns the count and each object's id, score and box."
 )
-ASK_DESCRIPTION = (
-    "Answer a question about an image that needs finding, relating or counting objects, e.g. 'how many people "
-    "wear red hats?' or 'the cup left of the laptop'. A vision agent segments with SAM 3 and reasons about the "
-    "masks; returns the answer, the count if one was asked, and the selected objects."
+_ASK_LEAD = (
+    "Answer a question about an image that needs finding, relating or counting objects, e.g. 'how many cups "
+    "are left of the laptop?' or 'the second cup from the left'. Returns the answer, the count if one was "
+    "asked, and the selected objects."
 )
+_ASK_PLANNER = (
+    "No language model is configured, so a built-in planner answers: it understands only common query shapes "
+    "such as 'segment the cups', 'find the red cup', 'how many cups are there?', 'how many cups are left of "
+    "the laptop?', 'the second cup from the left'. Other questions come back with status 'gave_up' and a "
+    "reason: rephrase them in such a shape, or use sam3_segment / sam3_count."
+)
+ASK_LLM_DESCRIPTION = f"{_ASK_LEAD} A vision agent (a language model) segments with SAM 3 and reasons about the masks."
+"""``sam3_ask`` where a language model answers."""
+ASK_PLANNER_DESCRIPTION = f"{_ASK_LEAD} {_ASK_PLANNER}"
+"""``sam3_ask`` where no language model is configured and the built-in planner answers."""
+ASK_DESCRIPTION = (
+    f"{_ASK_LEAD} A vision agent segments with SAM 3 and reasons about the masks. Without a configured "
+    "language model a built-in planner answers instead, and it understands only common query shapes ('segment "
+    "the cups', 'how many cups are left of the laptop?', 'the second cup from the left'); other questions come "
+    "back with status 'gave_up'."
+)
+"""``sam3_ask`` when it is not known which answers (schemas exported without a service)."""
+
+
+def ask_description(planner: bool) -> str:
+    """The ``sam3_ask`` description for a service answered by the built-in planner, or by a language model."""
+    return ASK_PLANNER_DESCRIPTION if planner else ASK_LLM_DESCRIPTION
+
 
 ImageRef = Annotated[str, Field(min_length=1, description=IMAGE_HELP)]
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -111,7 +134,7 @@ class CountArgs(_Args):
 
 
 class AskArgs(_Args):
-    """``sam3_ask``: a free-form question answered by the whole sam3-agent (an LLM driving SAM 3)."""
+    """``sam3_ask``: a question answered by the whole sam3-agent (an LLM, or the built-in planner, driving SAM 3)."""
 
     image: ImageRef
     question: Question

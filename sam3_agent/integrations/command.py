@@ -7,20 +7,36 @@ logs go to stderr.
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
 
+if TYPE_CHECKING:
+    from sam3_agent.agent.messages import ChatModel
+
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
 _err = Console(stderr=True)
+
+
+def _chat_model(
+    base_url: str | None, model: str | None, api_key: str | None, tool_mode: str | None
+) -> ChatModel | None:
+    """The configured language model of sam3_ask (flags, then environment), or None: the built-in planner."""
+    from sam3_agent.agent.chat_models import PLANNER_NOTICE, make_chat_model
+    from sam3_agent.agent.llm_settings import LLMSettings
+
+    settings = LLMSettings.configured(base_url=base_url, model=model, api_key=api_key, tool_mode=tool_mode)
+    if settings is None:
+        _err.print(f"note: sam3_ask: {PLANNER_NOTICE}", soft_wrap=True, highlight=False, markup=False)
+        return None
+    return make_chat_model(settings)
 
 
 class TransportChoice(StrEnum):
@@ -55,11 +71,14 @@ def mcp(
     ] = None,
     llm_model: Annotated[
         str | None,
-        typer.Option(help="sam3_ask: model name; without it (or SAM3_AGENT_LLM_MODEL) sam3_ask is not offered."),
+        typer.Option(
+            help="sam3_ask: model name, or local:PATH; without it (or SAM3_AGENT_LLM_MODEL) the built-in planner "
+            "answers sam3_ask (common query shapes only)."
+        ),
     ] = None,
     llm_api_key: Annotated[str | None, typer.Option(help="sam3_ask: API key. Env: SAM3_AGENT_LLM_API_KEY.")] = None,
     tool_mode: Annotated[str | None, typer.Option(help="sam3_ask: auto, native or text.")] = None,
-    max_turns: Annotated[int, typer.Option(min=1, help="sam3_ask: LLM turns before the agent gives up.")] = 12,
+    max_turns: Annotated[int, typer.Option(min=1, help="sam3_ask: model turns before the agent gives up.")] = 12,
     preload: Annotated[
         bool,
         typer.Option(
@@ -71,7 +90,6 @@ def mcp(
     """Serve sam3_segment, sam3_count and sam3_ask as an MCP server (stdio by default)."""
     from rich.markup import escape
 
-    from sam3_agent.agent.llm_settings import ENV_MODEL, LLMSettings
     from sam3_agent.errors import ConfigError, ImageError, Sam3AgentError
     from sam3_agent.schema import Thresholds
 
@@ -82,14 +100,7 @@ def mcp(
         from sam3_agent.server.client import make_segmenter
 
         images = ImageResolver(allowed_root or Path.cwd(), allow_urls=allow_urls)
-        llm = None
-        overrides = {"base_url": llm_base_url, "model": llm_model, "api_key": llm_api_key, "tool_mode": tool_mode}
-        if any(v is not None for v in overrides.values()) or os.environ.get(ENV_MODEL):
-            from sam3_agent.agent.openai_client import OpenAIChatModel
-
-            llm = OpenAIChatModel(LLMSettings.from_env(**overrides))
-        else:
-            _err.print(f"note: no --llm-model or {ENV_MODEL}: sam3_ask is not offered")
+        llm = _chat_model(llm_base_url, llm_model, llm_api_key, tool_mode)
         segmenter = make_segmenter(checkpoint, server, token, device, dtype, load=False)
         service = Sam3Service(
             segmenter,

@@ -99,28 +99,33 @@ class Sam3CountTool(_Sam3Tool):
 
 
 class Sam3AgentTool(_Sam3Tool):
-    """The whole sam3-agent as one tool: a question about an image in; answer, count and masks out."""
+    """The whole sam3-agent as one tool: a question about an image in; answer, count and masks out.
+
+    Answered by the service's language model, or by the built-in planner when it has none; unless given, the
+    description says which (and, for the planner, the query shapes it understands).
+    """
 
     name: str = "sam3_ask"
     description: str = ASK_DESCRIPTION
     args_schema: type[BaseModel] = AskArgs
 
-    @model_validator(mode="after")
-    def _needs_llm(self) -> Sam3AgentTool:
-        if not self.service.can_ask:
-            raise ValueError("Sam3AgentTool needs a service with a language model: Sam3Service(engine, llm=...)")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _describe_service(cls, data: Any) -> Any:
+        service = data.get("service") if isinstance(data, dict) else None
+        if isinstance(service, Sam3Service) and "description" not in data:
+            return {**data, "description": service.ask_description}
+        return data
 
     def _outcome(self, **kwargs: Any) -> Outcome[Any]:
         return self.service.run(AskArgs.model_validate(kwargs))
 
 
 def sam3_tools(service: Sam3Service, *, show_overlay: bool = False) -> list[BaseTool]:
-    """``[Sam3SegmentTool, Sam3CountTool]``, plus ``Sam3AgentTool`` when the service has a language model."""
-    tools: list[BaseTool] = [
+    """``[Sam3SegmentTool, Sam3CountTool, Sam3AgentTool]``; the last is answered by the service's language model,
+    or by the built-in planner when it has none."""
+    return [
         Sam3SegmentTool(service=service, show_overlay=show_overlay),
         Sam3CountTool(service=service, show_overlay=show_overlay),
+        Sam3AgentTool(service=service, show_overlay=show_overlay),
     ]
-    if service.can_ask:
-        tools.append(Sam3AgentTool(service=service, show_overlay=show_overlay))
-    return tools

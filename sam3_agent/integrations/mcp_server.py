@@ -21,7 +21,6 @@ from pydantic import BaseModel, ValidationError
 from sam3_agent import __version__
 from sam3_agent.errors import Sam3AgentError
 from sam3_agent.integrations.args import (
-    ASK_DESCRIPTION,
     COUNT_DESCRIPTION,
     SEGMENT_DESCRIPTION,
     AskArgs,
@@ -43,9 +42,10 @@ Transport = Literal["stdio", "http"]
 
 INSTRUCTIONS = (
     "sam3-agent: SAM 3 concept segmentation. sam3_segment finds every instance of short noun phrases; "
-    "sam3_count gives a de-duplicated count; sam3_ask (when offered) answers free-form questions about an "
-    "image with an agent. Images: a path inside the server's image folder, a data: URL, or base64. Boxes "
-    "are [x0, y0, x1, y1] in pixels."
+    "sam3_count gives a de-duplicated count; sam3_ask answers questions about an image with an agent (the "
+    "server's language model, or, when none is configured, a built-in planner that understands only common "
+    "query shapes: see its description). Images: a path inside the server's image folder, a data: URL, or "
+    "base64. Boxes are [x0, y0, x1, y1] in pixels."
 )
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -81,8 +81,9 @@ def _call(work: Callable[[], Outcome[Any]]) -> CallToolResult:
 
 
 def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer:
-    """An MCP server offering ``sam3_segment`` and ``sam3_count``, and ``sam3_ask`` when the service has a
-    language model. The tools are sync functions; the SDK runs them in worker threads."""
+    """An MCP server offering ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` (answered by the service's
+    language model, or by the built-in planner; its description says which). The tools are sync functions;
+    the SDK runs them in worker threads."""
     server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def sam3_segment(
@@ -127,11 +128,16 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
 
     server.add_tool(sam3_segment, name="sam3_segment", description=SEGMENT_DESCRIPTION, annotations=_READ_ONLY)
     server.add_tool(sam3_count, name="sam3_count", description=COUNT_DESCRIPTION, annotations=_READ_ONLY)
-    if service.can_ask:
-        # Not idempotent (the language model may answer differently) and it calls an outside endpoint.
-        ask_hints = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
-        server.add_tool(sam3_ask, name="sam3_ask", description=ASK_DESCRIPTION, annotations=ask_hints)
+    server.add_tool(sam3_ask, name="sam3_ask", description=service.ask_description, annotations=_ask_hints(service))
     return server
+
+
+def _ask_hints(service: Sam3Service) -> ToolAnnotations:
+    """The planner is deterministic and local; a language model may answer differently and is (usually) an
+    outside endpoint."""
+    if service.uses_planner:
+        return _READ_ONLY
+    return ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
 
 
 def serve(

@@ -1,12 +1,14 @@
 """sam3-agent for OpenAI-style function calling in your own loop: tool schemas and an executor.
 
-Exported tools: ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` (the last only with a language model).
-They are stateless (every call names its image), which is what a foreign loop can drive. The agent's nine
+Exported tools: ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` (answered by the service's language model, or
+by the built-in planner when it has none: pass ``service=`` to get the description that says which). They are
+stateless (every call names its image), which is what a foreign loop can drive. The agent's nine
 internal tools (``segment_phrases``, ``spatial_filter``, ...) are deliberately not exported: they act on a
 per-question mask store and image that only ``Sam3Agent`` keeps; use ``sam3_ask`` to get all of them.
 
-    tools = chat_completions_tools()                  # or responses_tools() for the Responses API
-    executor = ToolExecutor(Sam3Service(engine))
+    service = Sam3Service(engine)                     # llm=...: sam3_ask by a language model, else the planner
+    tools = chat_completions_tools(service=service)   # or responses_tools(...) for the Responses API
+    executor = ToolExecutor(service)
     ...
     for call in reply.tool_calls:
         messages.append(executor.execute(call))       # {"role": "tool", "tool_call_id": ..., "content": ...}
@@ -67,28 +69,36 @@ _TOOLS = (
 _BY_NAME = {tool.name: tool for tool in _TOOLS}
 
 
-def tool_specs(*, include_ask: bool = True) -> list[ToolSpec]:
-    """The exported tools as provider-neutral ``ToolSpec`` (name, description, JSON Schema of the arguments)."""
+def tool_specs(*, include_ask: bool = True, service: Sam3Service | None = None) -> list[ToolSpec]:
+    """The exported tools as provider-neutral ``ToolSpec`` (name, description, JSON Schema of the arguments).
+
+    With ``service``, the ``sam3_ask`` description says who answers it (its language model, or the built-in
+    planner and the query shapes it understands); without, it mentions both.
+    """
     return [
-        ToolSpec(name=t.name, description=t.description, parameters=json_schema(t.args))
+        ToolSpec(name=t.name, description=_description(t, service), parameters=json_schema(t.args))
         for t in _TOOLS
         if include_ask or t.name != "sam3_ask"
     ]
 
 
-def chat_completions_tools(*, include_ask: bool = True) -> list[dict[str, Any]]:
+def _description(tool: _Exported, service: Sam3Service | None) -> str:
+    return service.ask_description if service is not None and tool.name == "sam3_ask" else tool.description
+
+
+def chat_completions_tools(*, include_ask: bool = True, service: Sam3Service | None = None) -> list[dict[str, Any]]:
     """Tools for ``client.chat.completions.create(tools=...)``: ``{"type": "function", "function": {...}}``."""
     return [
         {"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}
-        for s in tool_specs(include_ask=include_ask)
+        for s in tool_specs(include_ask=include_ask, service=service)
     ]
 
 
-def responses_tools(*, include_ask: bool = True) -> list[dict[str, Any]]:
+def responses_tools(*, include_ask: bool = True, service: Sam3Service | None = None) -> list[dict[str, Any]]:
     """Tools for ``client.responses.create(tools=...)``: ``{"type": "function", "name": ..., "parameters": ...}``."""
     return [
         {"type": "function", "name": s.name, "description": s.description, "parameters": s.parameters}
-        for s in tool_specs(include_ask=include_ask)
+        for s in tool_specs(include_ask=include_ask, service=service)
     ]
 
 
@@ -121,13 +131,12 @@ class ToolExecutor:
         """Run one tool; ``arguments`` as a dict or JSON text. Returns the outcome (result + image).
 
         Raises:
-            ToolArgumentError: unknown tool (or ``sam3_ask`` without a language model), unparsable or invalid
-                arguments.
+            ToolArgumentError: unknown tool, unparsable or invalid arguments.
             ImageError, PromptError: the image or prompt is refused. Other ``Sam3AgentError``: operational.
         """
         tool = _BY_NAME.get(name)
-        if tool is None or (name == "sam3_ask" and not self.service.can_ask):
-            offered = ", ".join(s.name for s in tool_specs(include_ask=self.service.can_ask))
+        if tool is None:
+            offered = ", ".join(t.name for t in _TOOLS)
             raise ToolArgumentError(f"there is no tool named {name!r}; tools: {offered}")
         if isinstance(arguments, str):
             try:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sam3_agent.agent.messages import ChatModel
 from sam3_agent.engine.protocol import Segmenter
 from sam3_agent.errors import ConfigError, PromptError
-from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs
+from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs, ask_description
 from sam3_agent.integrations.image_refs import ImageInput, ImageResolver
 from sam3_agent.integrations.results import AskResult, CountResult, PhraseCount, SegmentResult
 from sam3_agent.masks import nms
@@ -95,7 +95,7 @@ class Sam3Service:
     Args:
         segmenter: the SAM 3 engine (``Sam3Engine``, loaded on first use) or any ``Segmenter``.
         llm: the language model of ``ask``: a ``ChatModel`` or a LangChain chat model with ``bind_tools``;
-            None disables ``ask``.
+            None: the built-in ``QueryPlanner`` answers (no LLM, common English query shapes only).
         images: how image references are resolved; default: paths under the current folder, no URLs.
         thresholds: defaults for calls that give none (score 0.5, mask 0.5).
         max_turns: the agent's turn limit in ``ask``.
@@ -122,8 +122,18 @@ class Sam3Service:
 
     @property
     def can_ask(self) -> bool:
-        """Whether a language model is configured for :meth:`ask`."""
-        return self.llm is not None
+        """Always True: :meth:`ask` is answered by the language model, or else by the built-in planner."""
+        return True
+
+    @property
+    def uses_planner(self) -> bool:
+        """Whether :meth:`ask` is answered by the built-in planner (no language model given)."""
+        return self.llm is None
+
+    @property
+    def ask_description(self) -> str:
+        """The ``sam3_ask`` tool description for the calling model: what this service's ``ask`` understands."""
+        return ask_description(self.uses_planner)
 
     def segment(
         self,
@@ -211,10 +221,10 @@ class Sam3Service:
         return self.ask(args.image, args.question)
 
     def ask(self, image: ImageInput, question: str, *, max_turns: int | None = None) -> Outcome[AskResult]:
-        """Answer a free-form question with the agent (the configured LLM driving SAM 3).
+        """Answer a question with the agent: the configured LLM driving SAM 3, or the built-in planner (which
+        gives up, status "gave_up" with the reason, on queries it cannot parse).
 
         Raises:
-            ConfigError: no language model is configured.
             PromptError: the question is empty. ImageError: the image reference is refused or unreadable.
             LLMError: the language model failed.
         """
@@ -225,8 +235,6 @@ class Sam3Service:
     def _agent(self, max_turns: int | None) -> Sam3Agent:
         from sam3_agent.agent.loop import Sam3Agent
 
-        if self.llm is None:
-            raise ConfigError("no language model is configured, so questions cannot be answered: pass llm=...")
         return Sam3Agent(self.segmenter, self.llm, thresholds=self.thresholds, max_turns=max_turns or self.max_turns)
 
     def _thresholds(self, score: float | None, mask: float | None) -> Thresholds:
