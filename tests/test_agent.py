@@ -37,6 +37,7 @@ from sam3_agent.agent.messages import (
 from sam3_agent.agent.system_prompt import load_prompt
 from sam3_agent.agent.tools import ToolError, parse_arguments
 from sam3_agent.errors import ConfigError, ImageError, LLMError, PromptError
+from sam3_agent.geometry import RELATIONS
 from sam3_agent.masks import rle_encode
 from sam3_agent.schema import Answer, Instance, Thresholds, TraceStep
 from sam3_agent.testing.scene import SceneSegmenter
@@ -321,7 +322,8 @@ def test_custom_system_prompt_and_tool_schemas() -> None:
     assert (phrases["type"], phrases["minItems"], phrases["maxItems"]) == ("array", 1, 8)
     assert specs["segment_phrases"].parameters["required"] == ["phrases"]
     relation = specs["spatial_filter"].parameters["properties"]["relation"]
-    assert relation["enum"] == ["left_of", "right_of", "above", "below", "inside", "contains", "overlaps"]
+    assert relation["enum"] == list(RELATIONS)
+    assert {"left_of", "on", "under", "next_to", "inside"} <= set(RELATIONS)
     assert specs["order_masks"].parameters["properties"]["ordering"]["enum"][0] == "leftmost"
     assert all("title" not in str(t.parameters.get("title", "")) for t in request.tools)
     assert all(t.description and "description" in str(t.parameters) for t in request.tools)
