@@ -53,6 +53,8 @@ PLANS = [
     ("how many cups can you see?", "count('cups')"),
     ("how many cups are there left of the laptop", "count('cups' left_of 'laptop')"),
     ("where are the knives?", "find('knives')"),
+    ("the person in red", "find('person in red')"),
+    ("how many cups are on the largest table?", "count('cups' on largest #1 of 'table')"),
     ("can you see any knives?", "find('knives')"),
 ]
 

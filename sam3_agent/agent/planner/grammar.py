@@ -145,6 +145,13 @@ LINKERS = (
     "set", "seen", "hanging", "parked", "lying", "put", "stacked", "shown", "visible", "directly", "right",
     "just", "somewhere", "immediately", "exactly", "there",
 )
+COLOURS = frozenset(
+    (
+        "red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white", "grey",
+        "gray", "silver", "gold", "beige", "striped", "denim", "leather", "uniform", "costume", "disguise",
+    )
+)
+"""After "in", these describe the subject ("the person in red"): the whole text stays one phrase."""
 EDGE_WORDS = frozenset(["on", "in", "at", "of", "to", "from", "by", "with", "the", "a", "an", "and", "or"])
 """Words a noun phrase neither starts nor ends with ("on the left" is not an object)."""
 
@@ -307,6 +314,8 @@ def _related(text: str) -> Target | None:
     if match is None:
         return None
     word = match["rel"]
+    if word == "in" and _strip_determiners(match["a"]) in COLOURS:
+        return None
     negate = bool(match["neg"]) or (match["copula"] or "").endswith(("n't", "not"))
     subject, anchor = parse_target(match["s"]), parse_target(match["a"])
     said = f"{match['s']} {'not ' if negate else ''}{word} {match['a']}"  # the query's words, less "that are"
