@@ -160,9 +160,7 @@ async def test_count_and_ask(root: Path) -> None:
 async def test_ask_without_an_llm_is_answered_by_the_planner(root: Path) -> None:
     async with Client(scene_server(root)) as client:
         ask = await client.call_tool("sam3_ask", {"image": "scene.png", "question": "how many cups are there?"})
-        unparsed = await client.call_tool(
-            "sam3_ask", {"image": "scene.png", "question": "why is the sky blue?"}
-        )
+        unparsed = await client.call_tool("sam3_ask", {"image": "scene.png", "question": "why is the sky blue?"})
     text, overlay, data = unpack(ask)
     answer = AskResult.model_validate(data)
     assert (answer.status, answer.count) == ("answered", 2), text

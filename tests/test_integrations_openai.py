@@ -190,8 +190,8 @@ def test_ask_without_an_llm_is_answered_by_the_planner(executor: ToolExecutor) -
     outcome = executor.run("sam3_ask", {"image": "scene.png", "question": "how many cups are there?"})
     assert (outcome.result.status, outcome.result.count) == ("answered", 2)
     assert outcome.result.trace[0].tool == "segment_phrases"
-    poem = json.dumps({"image": "scene.png", "question": "why is the sky blue?"})
-    call = {"id": "q", "type": "function", "function": {"name": "sam3_ask", "arguments": poem}}
+    unparsed = json.dumps({"image": "scene.png", "question": "why is the sky blue?"})
+    call = {"id": "q", "type": "function", "function": {"name": "sam3_ask", "arguments": unparsed}}
     content = executor.execute(call)["content"]
     assert content.startswith("Answer (gave_up): ") and len(content) > len("Answer (gave_up): ")
 

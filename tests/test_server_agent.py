@@ -2,7 +2,8 @@
 
 The server variant wraps the very same recording segmenter in the server app (uvicorn on loopback, with a
 token) and gives the agent a ``RemoteSegmenter``: the answers, traces and the calls the segmenter received
-must be identical, so the agent works unchanged over HTTP. The integrations' service is checked likewise.
+must be identical, so the agent works unchanged over HTTP. The integrations' service (its ``ask`` answered by the
+built-in planner) is checked likewise.
 """
 
 from __future__ import annotations
@@ -83,5 +84,7 @@ def test_integrations_service_works_unchanged(transport: str) -> None:
         service = Sam3Service(segmenter)
         counted = service.count(ORCHARD.image(), "apples").result
         segmented = service.segment(ORCHARD.image(), ["leaf", "apple"]).result
+        asked = service.ask(ORCHARD.image(), "how many apples are there?").result  # no llm: the built-in planner
     assert (counted.count, counted.detected) == (4, 8)
     assert [(p.phrase, p.count) for p in segmented.phrases] == [("leaf", 1), ("apple", 8)]
+    assert (asked.status, asked.count) == ("answered", 4)

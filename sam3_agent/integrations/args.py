@@ -36,7 +36,7 @@ _ASK_PLANNER = (
     "No language model is configured, so a built-in planner answers: it understands only common query shapes "
     "such as 'segment the cups', 'find the red cup', 'how many cups are there?', 'how many cups are left of "
     "the laptop?', 'the second cup from the left'. Other questions come back with status 'gave_up' and a "
-    "reason: rephrase them in such a shape, or use sam3_segment / sam3_count."
+    "reason, or are taken as a noun phrase to find: ask in such a shape, or use sam3_segment / sam3_count."
 )
 ASK_LLM_DESCRIPTION = f"{_ASK_LEAD} A vision agent (a language model) segments with SAM 3 and reasons about the masks."
 """``sam3_ask`` where a language model answers."""
