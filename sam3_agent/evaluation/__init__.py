@@ -6,6 +6,7 @@ resumable JSONL runs, local worker pools and Ray Data, the final table and plots
 - ``metrics``: gIoU, cIoU, count accuracy, MAE. ``predictors``: the agent, and SAM 3 alone.
 - ``runner``: samples -> ``records.jsonl``. ``batch``: serial, local pool and Ray executors.
 - ``report``: table, ``summary.json``, plots. ``command``: the ``sam3-agent eval`` command.
+- ``answers``: the generated end-to-end answer suite (status, objects and count checked exactly, per query kind).
 
 Names are imported on first use, so importing this package stays light (no torch, matplotlib or ray).
 """

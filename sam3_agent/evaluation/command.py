@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
-from sam3_agent.evaluation.datasets import DatasetKind as Kind
+from sam3_agent.evaluation.datasets import DatasetKind
+
+Kind = Literal[DatasetKind, "answers"]
+"""A dataset format, or ``answers``: the generated answer suite (``sam3_agent.evaluation.answers``)."""
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from sam3_agent.evaluation.answers.command import AnswerRun
     from sam3_agent.evaluation.predictors import PredictorSpec
     from sam3_agent.evaluation.records import Sample
     from sam3_agent.evaluation.runner import Executor
@@ -27,13 +31,15 @@ EXIT_BAD_INPUT, EXIT_FAILURE = 2, 1
 _DATA_HELP = (
     "reasonseg: the ReasonSeg folder (or one split folder); refcoco*: the refer API data folder; countbench: the "
     "JSON/JSONL file; coco-count: a COCO instances JSON; folder: a folder of images; synthetic: a folder (written "
-    "if it holds no synthetic set)."
+    "if it holds no synthetic set); answers: the folder for answers.json (optional)."
 )
+ANSWER_CASES = 375
+"""Default number of answer-suite cases (``answers.DEFAULT_CASES``; not imported here to keep --help fast)."""
 
 
 def evaluate(
     kind: Annotated[Kind, typer.Argument(help="Dataset format.")],
-    data: Annotated[Path, typer.Argument(help=_DATA_HELP)],
+    data: Annotated[Path | None, typer.Argument(help=_DATA_HELP)] = None,
     split: Annotated[str | None, typer.Option(help="Split: val (ReasonSeg, RefCOCO*), test, testA, ...")] = None,
     split_by: Annotated[str | None, typer.Option(help="RefCOCO* refs variant: unc, umd, google.")] = None,
     images: Annotated[Path | None, typer.Option(help="Images folder (RefCOCO*: COCO train2014).")] = None,
@@ -75,18 +81,36 @@ def evaluate(
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     synthetic_images: Annotated[int, typer.Option(min=1, help="synthetic: images to draw.")] = 8,
+    cases: Annotated[int, typer.Option(min=1, help="answers: cases, kinds in turn (then --case-kind).")] = ANSWER_CASES,
+    seed: Annotated[int, typer.Option(help="answers: generator seed.")] = 0,
+    case_kind: Annotated[list[str] | None, typer.Option(help="answers: only this query kind; repeat.")] = None,
 ) -> None:
-    """Evaluate on ReasonSeg / RefCOCO* / CountBench / COCO counting (or run over a folder); resumable."""
+    """Evaluate on ReasonSeg / RefCOCO* / CountBench / COCO counting (or run over a folder); resumable.
+
+    answers: the generated answer suite, passed per query kind (the LLM configured, else the built-in planner).
+    """
     from rich.console import Console
 
     from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
 
     console, out = Console(stderr=True), Console()
+    llm_flags = {"base_url": llm_base_url, "model": llm_model, "api_key": llm_api_key, "tool_mode": tool_mode}
+    if kind == "answers":
+        from sam3_agent.evaluation.answers.command import AnswerRun
+
+        run = AnswerRun(
+            out_dir=data or out_dir or Path("outputs") / "eval" / "answers", cases=cases, seed=seed,
+            kinds=tuple(case_kind or ()), llm_flags=llm_flags, max_turns=max_turns, workers=workers,
+        )  # fmt: skip
+        _answers(run, predictor, console=console, out=out, progress=progress)
+        return
+    if data is None:
+        console.print(f"[bold red]error:[/] {kind} needs DATA (the dataset's path)")
+        raise typer.Exit(EXIT_BAD_INPUT)
     choice = DatasetChoice(
         kind=kind, data=data, split=split, split_by=split_by, images=images, query=query, task=task,
         phrase=phrase, all_queries=all_queries, include_zero=include_zero, categories=tuple(category or ()),
     )  # fmt: skip
-    llm_flags = {"base_url": llm_base_url, "model": llm_model, "api_key": llm_api_key, "tool_mode": tool_mode}
     try:
         spec = _spec(
             choice, predictor=predictor, engine=engine, checkpoint=checkpoint, device=device, dtype=dtype,
@@ -105,11 +129,25 @@ def evaluate(
         raise typer.Exit(code) from None
 
 
+def _answers(run: AnswerRun, predictor: str, *, console: Console, out: Console, progress: bool) -> None:
+    """``eval answers``: the answer suite (exit 2 on bad input; low pass rates still exit 0)."""
+    from sam3_agent.errors import ConfigError, Sam3AgentError
+    from sam3_agent.evaluation.answers.command import run_answers
+
+    try:
+        if predictor != "agent":
+            raise ConfigError("answers measures the agent's answers: --predictor baseline does not apply")
+        run_answers(run, console=console, out=out, progress=progress)
+    except Sam3AgentError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILURE) from None
+
+
 @dataclass(frozen=True)
 class DatasetChoice:
     """Which samples to evaluate: the dataset format, where it is, and the reader's options."""
 
-    kind: Kind
+    kind: DatasetKind
     data: Path
     split: str | None = None
     split_by: str | None = None

@@ -96,8 +96,17 @@ COMMANDS = (
     "segment", "find", "show", "highlight", "locate", "detect", "mark", "select", "outline", "identify",
     "isolate", "extract", "display", "get", "spot", "circle", "mask", "annotate", "label", "pick out", "pick",
     "point out", "point to", "point at", "search for", "look for", "give", "return", "draw", "indicate",
-    "choose", "track down", "find out", "tell me", "list", "cut out", "see",
+    "choose", "track down", "find out", "list", "cut out", "see",
 )
+OTHER_REQUESTS = frozenset(
+    (
+        "write", "translate", "explain", "recommend", "tell", "describe", "summarize", "summarise", "generate",
+        "create", "compose", "sing", "solve", "define", "compare", "imagine", "predict", "evaluate", "edit",
+        "remove", "delete", "replace", "rotate", "resize", "send",
+    )
+)
+"""Verbs (rarely object names) that ask for something other than finding objects: a query starting with one
+is not a noun phrase."""
 FILLER = (
     r"^(?:hey|hi|hello|ok|okay|so|now|well|alright)\b",
     r"\b(?:please|pls|plz|kindly|just)\b",
@@ -115,9 +124,10 @@ TRAILING = (
     r" (?:can be|are|is) (?:seen|visible|shown|present|pictured|depicted|there)$",
     r" (?:in total|altogether|overall|in all|total)$",
     r" (?:(?:does|do) )?(?:the|this) (?:image|picture|photo|scene) (?:contain|have|show|include)s?$",
+    r" (?:are|is)$",  # left dangling once "in the image" is gone: "how many cups are (in the image)"
 )
 COUNTING = (
-    r"^(?:do you know |can you tell |tell me )?how many (?:of )?(?P<body>.+)$",
+    r"^(?:do you know |can you tell |tell me |count |find out |say )?how many (?:of )?(?P<body>.+)$",
     r"^(?:count|enumerate|tally)(?: up)?(?: all)?(?: of)?(?: the)?(?: number of)? (?P<body>.+)$",
     r"^(?:what is |what's |whats |give me |find |get |compute |calculate |determine |report |tell me )?"
     r"the (?:total )?(?:number|count|amount) of (?P<body>.+)$",
@@ -128,6 +138,7 @@ FINDING = (
     r"^where (?P<body>.+?) (?:is|are)$",
     r"^(?:is|are) there (?:any |a |an |some )?(?P<body>.+)$",
     r"^(?:do|can) you see (?:any |a |an |some )?(?P<body>.+)$",
+    r"^tell me (?P<body>(?:where|which) .+)$",
     r"^which (?:is|are) (?P<body>.+)$",
     r"^which (?:one |ones )?(?:of the )?(?P<body>.+)$",
 )
@@ -165,7 +176,8 @@ def _alternation(words: object) -> str:
 _ORDINAL = rf"(?:{_alternation(ORDINALS)}|\d+(?:st|nd|rd|th)?)"
 _SIDE = r"(?:far |very )?(?P<side>left|right|top|bottom)(?: hand)?(?: side| end| edge| corner)?"
 _LINK = (
-    r"(?:(?:that|which|who) )?(?:(?P<copula>is|are|'s|'re|isn't|aren't|is not|are not) )?(?P<neg>not )?"
+    r"(?:(?:that|which|who) )?"
+    r"(?:(?P<copula>is|are|'s|'re|isn't|aren't|is not|are not|don't|doesn't|do not|does not|do|does) )?(?P<neg>not )?"
     rf"(?:(?:{_alternation(LINKERS)}) )*"
 )
 _RELATION_INDEX = {w: r for r, words in RELATION_WORDS.items() for w in words}
@@ -177,6 +189,10 @@ _BETWEEN = re.compile(rf"^(?P<s>.+?) {_LINK}(?:in )?between (?P<rest>.+)$")
 _SIDE_RANK = re.compile(
     rf"^(?:(?P<ord>{_ORDINAL}) (?:(?P<rev>to |from )?last )?|(?P<last>last) )?(?P<x>.+?) "
     rf"(?P<prep>from|on|at|to|in|towards) the {_SIDE}$"
+)
+_SIDE_MOST = re.compile(
+    rf"^(?P<x>.+?) (?:(?:that|which) (?:is|are) )?(?:the )?(?:furthest|farthest|most|closest|nearest)"
+    rf"(?: over)?(?: to| on| towards| at)? the {_SIDE}$"
 )
 _SUPERLATIVE = re.compile(
     rf"^(?:(?P<ord>{_ORDINAL}) (?:(?P<rev>to |from )?last )?)?(?:most )?(?P<sup>{_alternation(SUPERLATIVES)}) "
@@ -269,7 +285,7 @@ def _between(text: str) -> Target | None:
     match = _BETWEEN.match(text)
     if match is None:
         return None
-    if match["neg"] or (match["copula"] or "").endswith(("n't", "not")):
+    if _negated(match):
         raise NotUnderstood("'not between' is not supported")
     rest = _strip_determiners(match["rest"])
     first, _, second = rest.partition(" and ")
@@ -279,7 +295,13 @@ def _between(text: str) -> Target | None:
     return Between(subject, parse_target(first), parse_target(second), f"{match['s']} between {match['rest']}")
 
 
+def _negated(match: re.Match[str]) -> bool:
+    return bool(match["neg"]) or (match["copula"] or "").endswith(("n't", "not"))
+
+
 def _ranked(text: str) -> Target | None:
+    if match := _SIDE_MOST.match(text):
+        return Ranked(parse_target(match["x"]), SIDES[match["side"]], 1, text)
     if match := _SIDE_RANK.match(text):
         ordering = SIDES[match["side"]]
         reverse = bool(match["rev"]) or (match["last"] is not None and match["prep"] == "from")
@@ -316,7 +338,7 @@ def _related(text: str) -> Target | None:
     word = match["rel"]
     if word == "in" and _strip_determiners(match["a"]) in COLOURS:
         return None
-    negate = bool(match["neg"]) or (match["copula"] or "").endswith(("n't", "not"))
+    negate = _negated(match)
     subject, anchor = parse_target(match["s"]), parse_target(match["a"])
     said = f"{match['s']} {'not ' if negate else ''}{word} {match['a']}"  # the query's words, less "that are"
     if word in _CLOSEST_INDEX:
@@ -340,6 +362,8 @@ def _phrase(text: str) -> str:
     if not _PHRASE.fullmatch(text):
         raise NotUnderstood(f"{text!r} does not read as a short noun phrase (at most six words)")
     words = text.split()
+    if words[0] in OTHER_REQUESTS:
+        raise NotUnderstood(f"{words[0]!r} asks for something other than finding objects in the image")
     stray = [w for w in words if w in NOT_NOUNS] + [w for w in (words[0], words[-1]) if w in EDGE_WORDS]
     if stray:
         raise NotUnderstood(f"{text!r} does not read as a noun phrase (it has {stray[0]!r} in it)")
