@@ -127,13 +127,14 @@ def ask(
 ) -> None:
     """Ask a question about an image; print the answer and count, write overlay.png and answer.json."""
     from sam3_agent.agent.chat_models import make_chat_model
-    from sam3_agent.agent.loop import Sam3Agent
+    from sam3_agent.agent.loop import Sam3Agent, check_query
     from sam3_agent.images import load_image
     from sam3_agent.outputs import write_answer
 
     try:
         if not query.strip():
             raise PromptError("the query is empty: ask a question about the image")
+        check_query(query)
         settings = _llm_settings(llm_base_url, llm_model, llm_api_key, tool_mode)
         pil = load_image(image)
         segmenter = _load_segmenter(checkpoint, server, token, device, dtype)

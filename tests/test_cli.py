@@ -232,6 +232,16 @@ def test_ask_empty_query_exit_2(photo: Path) -> None:
     assert "query is empty" in result.output
 
 
+def test_ask_huge_query_exit_2_before_loading_sam3(photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*args: object) -> None:
+        raise AssertionError("SAM 3 was loaded for a query that could not run")
+
+    monkeypatch.setattr("sam3_agent.cli._load_segmenter", never)
+    result = runner.invoke(app, ["ask", str(photo), "cup " * 2000])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "at most 4000 are accepted" in result.output
+
+
 def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "sam3-agent"
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)

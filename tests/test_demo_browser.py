@@ -115,6 +115,23 @@ def test_ask_in_the_browser_then_refine_with_a_drawn_box(serve, tmp_path: Path) 
     assert Image.open(shot).size[0] >= 1000
 
 
+def test_ask_with_no_llm_configured_the_planner_answers(engine: Sam3Engine, tmp_path: Path, monkeypatch) -> None:
+    """A fresh install: no LLM anywhere, agent mode still answers, through the built-in planner."""
+    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-cache"))
+    demo = build_demo(engine, DemoConfig(score_threshold=0.0, workdir=tmp_path / "work"))
+    url = launch_demo(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        with browser.chromium_page() as page:
+            browser.send_message(page, url, photo(tmp_path / "desk.png"), "how many cups are left of the laptop?")
+            page.locator("#sam3-chat").get_by_text("Answered by built-in planner.").wait_for()
+            page.locator("#sam3-chat").get_by_text('Step 1 · segment_phrases: "cups"').wait_for()
+            assert page.locator("#sam3-answer").get_by_text("Count:").is_visible()
+    finally:
+        demo.close()
+
+
 PASTE_IMAGE = """async () => {
     const canvas = document.createElement('canvas');
     canvas.width = 80; canvas.height = 60;

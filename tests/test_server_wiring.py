@@ -101,7 +101,7 @@ def test_demo_segments_through_the_server(
     monkeypatch.setenv("SAM3_CHECKPOINT", "/nowhere/sam3")  # not loaded: SAM 3 runs on the server
     result = runner.invoke(app, ["demo", "--server", server_url, "--token", TOKEN], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert f"segmentation server {server_url}" in result.output and "segment-only" in result.output
+    assert f"segmentation server {server_url}" in result.output and "answered by built-in planner" in result.output
     segmenter = launched["segmenter"]
     assert isinstance(segmenter, RemoteSegmenter) and segmenter.base_url == server_url
     _assert_same_as_in_process(segmenter, synthetic)

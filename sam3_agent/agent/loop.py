@@ -54,6 +54,17 @@ NUDGE = (
 _COUNTING = re.compile(r"\b(how many|count|number of)\b", re.IGNORECASE)
 
 
+def check_query(query: object) -> str:
+    """The query, stripped; raises ``PromptError`` when it is not a non-empty string of at most
+    ``MAX_QUERY_CHARS`` characters. Callers check it before slow work (loading SAM 3)."""
+    if not isinstance(query, str) or not query.strip():
+        raise PromptError(f"the query must be a non-empty string, got {query!r}")
+    query = query.strip()
+    if len(query) > MAX_QUERY_CHARS:
+        raise PromptError(f"the query is {len(query)} characters long; at most {MAX_QUERY_CHARS} are accepted")
+    return query
+
+
 def asks_for_count(query: str) -> bool:
     """True when the query asks for a number ("how many", "count", "number of")."""
     return _COUNTING.search(query) is not None
@@ -157,16 +168,12 @@ class Sam3Agent:
         return self._gave_up(state)
 
     def _start(self, image: Image.Image, query: str) -> RunState:
-        if not isinstance(query, str) or not query.strip():
-            raise PromptError(f"the query must be a non-empty string, got {query!r}")
+        query = check_query(query)
         if not isinstance(image, Image.Image):
             raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
         if image.width == 0 or image.height == 0:
             raise ImageError(f"the image is empty ({image.width}x{image.height})")
         image = image if image.mode == "RGB" else image.convert("RGB")
-        query = query.strip()
-        if len(query) > MAX_QUERY_CHARS:
-            raise PromptError(f"the query is {len(query)} characters long; at most {MAX_QUERY_CHARS} are accepted")
         intro = query_intro(query, image.width, image.height)
         first = UserMessage.of(intro, _image_part(image, "the original image"))
         context = ToolContext(image=image, segmenter=self.segmenter, store=MaskStore(), thresholds=self.thresholds)
