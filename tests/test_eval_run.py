@@ -260,7 +260,6 @@ def test_eval_command_agent_over_http(synthetic: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["synthetic", "{tmp}/s"], "--predictor baseline"),
         (["reasonseg", "{tmp}/none", "--predictor", "baseline", "--engine", "scenes"], "synthetic set only"),
         (["reasonseg", "{tmp}/none", "--predictor", "baseline"], "does not exist"),
         (["folder", "{tmp}", "--predictor", "baseline"], "needs a query"),
@@ -270,6 +269,19 @@ def test_eval_command_bad_input_exits_2(tmp_path: Path, args: list[str], message
     result = runner.invoke(app, ["eval", *(a.format(tmp=tmp_path) for a in args), "--no-progress"])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+def test_eval_agent_without_an_llm_plans_with_the_built_in_planner(tmp_path: Path, monkeypatch) -> None:
+    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "run"
+    args = ["eval", "synthetic", str(tmp_path / "s"), "--engine", "scenes", "--synthetic-images", "2", "--out"]
+    result = runner.invoke(app, [*args, str(out), "--no-progress", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert "built-in planner" in result.output
+    records = [json.loads(line) for line in (out / RECORDS).read_text().splitlines()]
+    assert records and all(r["prediction"]["trace"] or r["prediction"]["status"] == "gave_up" for r in records)
+    assert any(r["prediction"]["status"] == "answered" for r in records)
 
 
 def _summary_without_time(run: Path) -> dict:

@@ -129,7 +129,7 @@ def test_counting_a_relation_merges_duplicates() -> None:
     assert [s.tool for s in answer.trace] == [
         "segment_phrases", "count_masks", "segment_phrases", "spatial_filter", "count_masks", "final_answer"
     ]
-    assert "I count 1 cups left of the laptop" in answer.text
+    assert "I count 1 cup left of the laptop (#" in answer.text
 
 
 def _prompt(text: str):

@@ -117,6 +117,10 @@ def evaluate(
             server=server, token=token, baseline_mode=baseline_mode, max_turns=max_turns, score=score_threshold,
             mask=mask_threshold, llm_flags=llm_flags,
         )  # fmt: skip
+        if spec.kind == "agent" and spec.llm is None:
+            from sam3_agent.agent.chat_models import PLANNER_NOTICE
+
+            console.print(PLANNER_NOTICE, soft_wrap=True, highlight=False, markup=False)
         samples = choice.load(limit=limit, synthetic_images=synthetic_images)
         executor = _executor(spec, workers, pool, ray, ray_address, gpus_per_worker, cpus_per_worker)
         run_dir = out_dir or Path("outputs") / "eval" / f"{kind}-{split or 'default'}-{predictor}"
@@ -219,12 +223,7 @@ def _spec(
         raise ConfigError(f"--server runs SAM 3 on the server: drop {given} (set them on `sam3-agent serve`)")
     if token and not server:
         raise ConfigError("--token is the segmentation server's token: give --server URL too")
-    llm = None
-    if predictor == "agent":
-        try:
-            llm = LLMSettings.from_env(**llm_flags)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc}; or evaluate SAM 3 alone with --predictor baseline") from exc
+    llm = LLMSettings.configured(**llm_flags) if predictor == "agent" else None  # None: the built-in planner
     try:
         return PredictorSpec(
             kind=predictor,

@@ -154,7 +154,8 @@ class PredictorSpec(BaseModel):
     ``engine`` "sam3": ``Sam3Engine(checkpoint, device=, dtype=)``, or with ``server`` a ``RemoteSegmenter``
     talking to that segmentation server (bearer ``server_token``; None: $SAM3_AGENT_SERVER_TOKEN in the
     worker); "scenes": the exact segmenter of a synthetic set written by ``sam3_agent.evaluation.synthetic``
-    (folder ``scenes``), to check the harness. ``kind`` "agent" needs ``llm`` settings.
+    (folder ``scenes``), to check the harness. ``kind`` "agent" plans with the ``llm`` settings' chat model, or
+with the built-in planner when there are none.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -174,8 +175,6 @@ class PredictorSpec(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> PredictorSpec:
-        if self.kind == "agent" and self.llm is None:
-            raise ValueError("the agent predictor needs LLM settings (--llm-model or SAM3_AGENT_LLM_MODEL)")
         if self.engine == "scenes" and not self.scenes:
             raise ValueError("engine 'scenes' needs the synthetic set's folder in 'scenes'")
         if self.server and self.engine == "scenes":
@@ -205,10 +204,8 @@ class PredictorSpec(BaseModel):
         segmenter = self.build_segmenter()
         if self.kind == "baseline":
             return BaselinePredictor(segmenter, thresholds=self.thresholds, mode=self.baseline_mode)
-        from sam3_agent.agent.openai_client import OpenAIChatModel
+        from sam3_agent.agent.chat_models import make_chat_model
 
-        if self.llm is None:  # the validator already refuses this; keeps type checkers informed
-            raise ConfigError("the agent predictor needs LLM settings")
         return AgentPredictor(
-            segmenter, OpenAIChatModel(self.llm), thresholds=self.thresholds, max_turns=self.max_turns
+            segmenter, make_chat_model(self.llm), thresholds=self.thresholds, max_turns=self.max_turns
         )

@@ -211,15 +211,15 @@ class _Execution:
     # --- answers -----------------------------------------------------------------------------------------
 
     def _finish_count(self, ids: list[int]) -> Program:
-        text = self.plan.target.text
         if not ids:
             note = f" ({'; '.join(self.notes)})" if self.notes else ""
-            yield _Call("final_answer", {"ids": [], "count": 0, "text": f"I count 0 {text}{note}."})
+            text = f"I count 0 {_counted(0, self.plan.target)}{note}."
+            yield _Call("final_answer", {"ids": [], "count": 0, "text": text})
             return
         kept = list((yield from _ask(_Call("count_masks", {"ids": ids}))).instance_ids)
         shown = ", ".join(f"#{i}" for i in kept)
         note = f" Note: {'; '.join(self.notes)}." if self.notes else ""
-        answer = f"I count {len(kept)} {text} ({shown}).{note}"
+        answer = f"I count {len(kept)} {_counted(len(kept), self.plan.target)} ({shown}).{note}"
         yield _Call("final_answer", {"ids": kept, "count": len(kept), "text": answer})
 
     def _found_text(self, ids: list[int]) -> str:
@@ -244,9 +244,20 @@ def _some(ids: list[int], target: Target) -> str:
     """ "2 cups", "1 cup" (the noun in the right number), or "2 of 'cups on the table'"."""
     if not isinstance(target, Objects):
         return f"{len(ids)} of '{target.text}'"
-    *head, last = target.phrase.split()
-    last = singular(last) if len(ids) == 1 else (last if is_plural(last) else plural(last))
-    return f"{len(ids)} {' '.join([*head, last])}"
+    return f"{len(ids)} {_counted(len(ids), target)}"
+
+
+def _counted(n: int, target: Target) -> str:
+    """The target's words with its subject noun in the number ``n`` asks for: "cup left of the laptop" for 1,
+    "cups left of the laptop" for 2 (the words as they are when the subject cannot be found in them)."""
+    subject = target
+    while isinstance(subject, Related | Between | Closest | Ranked):
+        subject = subject.subject
+    if not isinstance(subject, Objects) or not target.text.startswith(subject.phrase):
+        return target.text
+    *head, last = subject.phrase.split()
+    last = singular(last) if n == 1 else (last if is_plural(last) else plural(last))
+    return " ".join([*head, last]) + target.text[len(subject.phrase) :]
 
 
 def _words(target: Related | Between) -> str:
