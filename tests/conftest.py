@@ -54,3 +54,21 @@ def engine(_session_engine) -> Iterator:
     _session_engine.clear_cache(reset_counters=True)
     yield _session_engine
     _session_engine.clear_cache(reset_counters=True)
+
+
+LLM_ENV = (
+    "SAM3_AGENT_LLM_MODEL",
+    "SAM3_AGENT_LLM_BASE_URL",
+    "SAM3_AGENT_LLM_API_KEY",
+    "SAM3_AGENT_LLM_TOOL_MODE",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "SAM3_CHECKPOINT",
+)
+
+
+@pytest.fixture
+def no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No language model or checkpoint configured in the environment: a fresh machine."""
+    for name in LLM_ENV:
+        monkeypatch.delenv(name, raising=False)

@@ -32,18 +32,7 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "SAM3_AGENT_LLM_MODEL",
-        "SAM3_AGENT_LLM_BASE_URL",
-        "SAM3_AGENT_LLM_API_KEY",
-        "SAM3_AGENT_LLM_TOOL_MODE",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("SAM3_CHECKPOINT", raising=False)
+pytestmark = pytest.mark.usefixtures("no_llm_env")
 
 
 def test_segment_writes_overlay_and_json(tiny_checkpoint: Path, photo: Path, tmp_path: Path) -> None:

@@ -115,10 +115,9 @@ def test_ask_in_the_browser_then_refine_with_a_drawn_box(serve, tmp_path: Path) 
     assert Image.open(shot).size[0] >= 1000
 
 
+@pytest.mark.usefixtures("no_llm_env")
 def test_ask_with_no_llm_configured_the_planner_answers(engine: Sam3Engine, tmp_path: Path, monkeypatch) -> None:
     """A fresh install: no LLM anywhere, agent mode still answers, through the built-in planner."""
-    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-cache"))
     demo = build_demo(engine, DemoConfig(score_threshold=0.0, workdir=tmp_path / "work"))
     url = launch_demo(demo, port=free_port(), prevent_thread_lock=True, quiet=True)

@@ -30,18 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(autouse=True)
-def _no_llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "SAM3_AGENT_LLM_MODEL",
-        "SAM3_AGENT_LLM_BASE_URL",
-        "SAM3_AGENT_LLM_API_KEY",
-        "SAM3_AGENT_LLM_TOOL_MODE",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-        "SAM3_CHECKPOINT",
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_llm_env")
 
 
 @pytest.fixture

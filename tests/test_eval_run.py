@@ -271,9 +271,8 @@ def test_eval_command_bad_input_exits_2(tmp_path: Path, args: list[str], message
     assert message in " ".join(result.output.split())
 
 
-def test_eval_agent_without_an_llm_plans_with_the_built_in_planner(tmp_path: Path, monkeypatch) -> None:
-    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+@pytest.mark.usefixtures("no_llm_env")
+def test_eval_agent_without_an_llm_plans_with_the_built_in_planner(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["eval", "synthetic", str(tmp_path / "s"), "--engine", "scenes", "--synthetic-images", "2", "--out"]
     result = runner.invoke(app, [*args, str(out), "--no-progress", "--no-plots"])

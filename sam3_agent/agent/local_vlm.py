@@ -47,6 +47,7 @@ from sam3_agent.agent.messages import (
     UserMessage,
 )
 from sam3_agent.agent.text_protocol import INVALID_TOOL, parse_tool_calls, serialize_tool_call, to_text_protocol
+from sam3_agent.engine.checkpoint import looks_like_path
 from sam3_agent.errors import CheckpointError, ConfigError, ImageError, LLMError
 
 ENV_DEVICE = "SAM3_AGENT_LLM_DEVICE"
@@ -237,7 +238,7 @@ def load_key(path: str) -> LoadKey:
     spec = path.strip()
     if not spec:
         raise CheckpointError("local model path is empty: expected --llm-model local:PATH (a directory or hub id)")
-    source = str(Path(spec).expanduser().resolve()) if _looks_like_path(spec) else spec
+    source = str(Path(spec).expanduser().resolve()) if looks_like_path(spec) else spec
     device, dtype = resolve_device_dtype()
     return LoadKey(source=source, device=device, dtype=dtype)
 
@@ -260,20 +261,9 @@ def resolve_device_dtype() -> tuple[str, str]:
     return str(device), dtype
 
 
-def _looks_like_path(spec: str) -> bool:
-    """True for anything but the shape of a hub id ("owner/name" or "name" that is not an existing path)."""
-    return (
-        os.path.isabs(spec)
-        or spec.startswith((".", "~"))
-        or spec.count("/") > 1
-        or "\\" in spec
-        or os.path.exists(os.path.expanduser(spec))
-    )
-
-
 def _load(key: LoadKey, name: str) -> LocalVLMChatModel:
     """Load model and processor for ``key``; every failure becomes a one-line ``CheckpointError``."""
-    is_local = _looks_like_path(key.source)
+    is_local = looks_like_path(key.source)
     if is_local:
         _check_local_dir(Path(key.source), name)
     import torch

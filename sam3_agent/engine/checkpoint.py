@@ -39,7 +39,7 @@ def resolve_checkpoint(checkpoint: str | Path | None = None) -> str:
     return from_env or DEFAULT_CHECKPOINT
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
     """True unless ``spec`` has the shape of a hub id ("owner/name" or "name")."""
     return (
         os.path.isabs(spec)
@@ -88,7 +88,7 @@ def load_sam3(
             was tried and how to get the weights.
     """
     spec = resolve_checkpoint(checkpoint)
-    is_local = _looks_like_path(spec)
+    is_local = looks_like_path(spec)
     source = str(Path(spec).expanduser()) if is_local else spec
     if is_local:
         _check_local_dir(Path(source))

@@ -255,9 +255,9 @@ def _counted(n: int, target: Target) -> str:
         subject = subject.subject
     if not isinstance(subject, Objects) or not target.text.startswith(subject.phrase):
         return target.text
-    *head, last = subject.phrase.split()
-    last = singular(last) if n == 1 else (last if is_plural(last) else plural(last))
-    return " ".join([*head, last]) + target.text[len(subject.phrase) :]
+    phrase = subject.phrase
+    phrase = singular(phrase) if n == 1 else (phrase if is_plural(phrase.split()[-1]) else plural(phrase))
+    return phrase + target.text[len(subject.phrase) :]
 
 
 def _words(target: Related | Between) -> str:

@@ -1,10 +1,13 @@
 """English number inflection for noun phrases, and the phrases to try when one finds nothing.
 
 Only the last word of a phrase is inflected ("red cups" <-> "red cup"). Irregular nouns come from a short
-table; the rest follow the usual suffix rules. Good enough for object names, not a general inflector.
+table; the rest follow the usual suffix rules. Good enough for object names, not a general inflector. The one
+inflection of the project: the planner's fallbacks and the evaluation's query wording both use it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 _IRREGULAR = {
     "person": "people",
@@ -34,12 +37,27 @@ _IRREGULAR = {
     "die": "dice",
 }
 _SINGULAR = {plural: singular for singular, plural in _IRREGULAR.items()}
-_INVARIANT = {"sheep", "deer", "fish", "scissors", "pants", "jeans", "shorts", "series", "species"}
+_INVARIANT = {"sheep", "deer", "fish", "scissors", "skis", "pants", "jeans", "shorts", "series", "species"}
 _SIBILANT = ("s", "x", "z", "ch", "sh")
 _VOWELS = "aeiou"
 
 
-def singular(word: str) -> str:
+def singular(phrase: str) -> str:
+    """The phrase with its last word singular: "red cups" -> "red cup"; singular phrases as they are."""
+    return _last_word(phrase, _singular)
+
+
+def plural(phrase: str) -> str:
+    """The phrase with its last word plural: "red cup" -> "red cups", "person" -> "people"."""
+    return _last_word(phrase, _plural)
+
+
+def _last_word(phrase: str, inflect: Callable[[str], str]) -> str:
+    *head, last = phrase.split() or [phrase]
+    return " ".join([*head, inflect(last)])
+
+
+def _singular(word: str) -> str:
     """cups -> cup, boxes -> box, berries -> berry, knives -> knife, people -> person; singular words as is."""
     if word in _SINGULAR:
         return _SINGULAR[word]
@@ -54,7 +72,7 @@ def singular(word: str) -> str:
     return word
 
 
-def plural(word: str) -> str:
+def _plural(word: str) -> str:
     """cup -> cups, box -> boxes, berry -> berries, knife -> knives, person -> people."""
     if word in _IRREGULAR:
         return _IRREGULAR[word]
@@ -69,14 +87,13 @@ def plural(word: str) -> str:
 
 def is_plural(word: str) -> bool:
     """Whether ``word`` reads as a plural noun (cups, people); invariant nouns count as singular."""
-    return word in _SINGULAR or (word not in _INVARIANT and singular(word) != word)
+    return word in _SINGULAR or (word not in _INVARIANT and _singular(word) != word)
 
 
 def other_number(phrase: str) -> str:
     """The phrase with its last word switched between singular and plural: "red cups" <-> "red cup"."""
-    *head, last = phrase.split()
-    switched = singular(last) if is_plural(last) else plural(last)
-    return " ".join([*head, switched])
+    last = phrase.split()[-1]
+    return singular(phrase) if is_plural(last) else plural(phrase)
 
 
 def fallbacks(phrase: str) -> list[str]:

@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sam3_agent.agent.planner.words import plural
 from sam3_agent.evaluation.answers import wording
 from sam3_agent.evaluation.answers.draft import Draft, check_distinct, clutter, maybe_duplicates, other_phrases
 from sam3_agent.evaluation.answers.layout import Box, Layout, boxes_around
@@ -19,7 +20,6 @@ from sam3_agent.evaluation.answers.vocab import (
     TINY,
     article,
     pick_words,
-    plural,
     subject_phrase,
 )
 

@@ -91,21 +91,6 @@ COLORS: dict[str, Color] = {
 }
 ATTRIBUTE_NOUNS = ("cup", "ball", "book", "bag", "hat", "vase")
 
-IRREGULAR = {"person": "people", "knife": "knives", "glass": "glasses"}
-
-
-def plural(phrase: str) -> str:
-    """English plural of the phrase's last word: "red cup" -> "red cups", "person" -> "people"."""
-    *head, last = phrase.split()
-    if last in IRREGULAR:
-        last = IRREGULAR[last]
-    elif last.endswith("y") and last[-2] not in "aeiou":
-        last = last[:-1] + "ies"
-    elif last.endswith(("s", "x", "z", "ch", "sh")):
-        last += "es"
-    else:
-        last += "s"
-    return " ".join([*head, last])
 
 
 def article(phrase: str) -> str:

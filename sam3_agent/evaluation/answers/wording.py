@@ -8,7 +8,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from sam3_agent.evaluation.answers.vocab import article, plural
+from sam3_agent.agent.planner.words import plural
+from sam3_agent.evaluation.answers.vocab import article
 
 SEGMENT_VERBS = ("segment", "find", "show", "show me", "highlight", "locate", "detect", "mark", "select", "outline")
 PICK_VERBS = ("segment", "find", "show me", "highlight", "locate", "point out", "select")

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sam3_agent.agent.planner.words import plural
 from sam3_agent.evaluation.datasets.common import DatasetError, read_json, resolve_image
 from sam3_agent.evaluation.records import Sample
 
@@ -26,21 +27,6 @@ IMAGE_KEYS = ("image", "image_path", "file_name", "image_url", "url")
 NUMBER_KEYS = ("number", "count", "answer")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _STOP = {"in", "on", "at", "with", "and", "of", "sitting", "standing", "lying", "are", "is", "that", "near", "from"}
-_IRREGULAR = {"person": "people", "mouse": "mice", "sheep": "sheep", "skis": "skis", "scissors": "scissors"}
-
-
-def plural(noun: str) -> str:
-    """Crude English plural of a category name's last word: "cup" -> "cups", "bus" -> "buses"."""
-    *head, last = noun.split() or [noun]
-    if last in _IRREGULAR:
-        last = _IRREGULAR[last]
-    elif last.endswith("y") and len(last) > 1 and last[-2] not in "aeiou":
-        last = last[:-1] + "ies"
-    elif last.endswith(("s", "x", "z", "ch", "sh")):
-        last += "es"
-    else:
-        last += "s"
-    return " ".join([*head, last])
 
 
 def hide_number(text: str, number: int) -> tuple[str, str | None]:
