@@ -2,8 +2,8 @@
 
 The language model names the relation ("the cup left of the laptop", "the second largest apple"); this
 module decides it, with rules a reader can predict. Numpy (and one OpenCV distance transform for
-distances): each mask is cropped to its tight box (read from the RLE without decoding) and boxes serve as
-a fast pre-check, so nothing scans a full image.
+distances): each mask is decoded on its tight box only (``masks.mask_crop``; boxes and areas come from
+``Instance.mask_data`` without decoding) and boxes serve as a fast pre-check, so nothing scans a full image.
 
 Conventions: masks are bool (H, W); pixel (row y, column x) has its centre at (x + 0.5, y + 0.5), so a
 centroid and ``Instance.center`` agree for a filled box. x grows to the right, y grows downwards:
@@ -17,8 +17,8 @@ from typing import Literal, get_args
 
 import cv2
 import numpy as np
-from pycocotools import mask as coco_mask
 
+from sam3_agent.masks import IntBox, mask_crop
 from sam3_agent.schema import Instance
 
 Relation = Literal[
@@ -34,23 +34,22 @@ CONTACT_FRACTION = 0.1
 """``on``: masks in contact when their gap is at most this share of the subject's height (and at least 2 px)."""
 NEAR_FRACTION = 0.5
 """``next_to``: the gap is at most this share of the smaller object's size (the longer side of its box)."""
-_Box = tuple[int, int, int, int]  # x0, y0, x1, y1 ints, max corner exclusive
 
 
-def _box(instance: Instance) -> _Box:
-    """Tight integer box of the mask, read from the RLE (no decoding); (0, 0, 0, 0) if empty."""
-    x, y, w, h = (int(v) for v in np.rint(coco_mask.toBbox(instance.rle.to_coco())))
-    return (x, y, x + w, y + h)
+def _box(instance: Instance) -> IntBox:
+    """Tight integer box of the mask, from its runs (no decoding); (0, 0, 0, 0) if empty."""
+    return instance.mask_data.box
 
 
 def _area(instance: Instance) -> int:
-    """Mask pixel count, from the RLE (no decoding)."""
-    return int(coco_mask.area(instance.rle.to_coco()))
+    """Mask pixel count, from its runs (no decoding)."""
+    return instance.mask_data.area
 
 
-def _crop(instance: Instance) -> tuple[np.ndarray, _Box]:
+def _crop(instance: Instance) -> tuple[np.ndarray, IntBox]:
+    """The mask on its tight box (only that box decoded), and the box."""
     box = _box(instance)
-    return instance.mask[box[1] : box[3], box[0] : box[2]], box
+    return mask_crop(instance.rle, box), box
 
 
 def _is_empty(instance: Instance) -> bool:
@@ -77,7 +76,8 @@ def _intersection(a: Instance, b: Instance) -> int:
     x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
     if x1 <= x0 or y1 <= y0:
         return 0
-    return int(np.count_nonzero(a.mask[y0:y1, x0:x1] & b.mask[y0:y1, x0:x1]))
+    region = (x0, y0, x1, y1)
+    return int(np.count_nonzero(mask_crop(a.rle, region) & mask_crop(b.rle, region)))
 
 
 def _side_fraction(subject: Instance, axis: int, limit: float, before: bool) -> float:
@@ -220,26 +220,25 @@ def between(subjects: Sequence[Instance], first: Sequence[Instance], second: Seq
     return [s for s in subjects if lies_between(s)]
 
 
-def _hull(a: _Box, b: _Box) -> np.ndarray:
+def _hull(a: IntBox, b: IntBox) -> np.ndarray:
     corners = [(x, y) for x0, y0, x1, y1 in (a, b) for x in (x0, x1) for y in (y0, y1)]
     return cv2.convexHull(np.array(corners, np.float32))
 
 
-def _in_box(x: float, y: float, box: _Box) -> bool:
+def _in_box(x: float, y: float, box: IntBox) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
-def _distance_map(anchor: Instance, region: _Box) -> np.ndarray:
+def _distance_map(anchor: Instance, region: IntBox) -> np.ndarray:
     """float32 map over ``region``: Euclidean distance from each pixel centre to the nearest anchor pixel.
 
     Exact (OpenCV's precise L2 transform); exact on a crop too, as long as it holds the whole anchor.
     """
-    x0, y0, x1, y1 = region
-    outside = np.where(anchor.mask[y0:y1, x0:x1], 0, 255).astype(np.uint8)
+    outside = np.where(mask_crop(anchor.rle, region), 0, 255).astype(np.uint8)
     return cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-def _gap(distances: np.ndarray, region: _Box, subject: Instance) -> float:
+def _gap(distances: np.ndarray, region: IntBox, subject: Instance) -> float:
     """Gap from a distance map over ``region`` (holding the subject's box) to the subject's mask."""
     crop, (sx0, sy0, sx1, sy1) = _crop(subject)
     x0, y0 = region[0], region[1]
@@ -247,7 +246,7 @@ def _gap(distances: np.ndarray, region: _Box, subject: Instance) -> float:
     return max(0.0, nearest - 1.0)
 
 
-def _union(boxes: Sequence[_Box]) -> _Box:
+def _union(boxes: Sequence[IntBox]) -> IntBox:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 

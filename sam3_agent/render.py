@@ -4,9 +4,9 @@ Masks are bool arrays of shape (height, width) of the original image; boxes are 
 corner exclusive; points are (x, y) integer pixel coordinates. Every instance gets its colour from its id
 (``palette``), so the same mask keeps its colour across overlays of one query.
 
-Performance (``render_overlay``): masks are read from their COCO run lengths (``Instance.runs``, seeded
-by the engine, else parsed from all the strings in one numpy pass) and never decoded in full. Tight boxes
-and areas come from the runs; compiled loops (``sam3_agent.mask_raster``) paint the runs into a uint8
+Performance (``render_overlay``): masks are read from their COCO run lengths (``masks.mask_datas``: handed
+over by the engine, else parsed from all the strings in one numpy pass) and never decoded in full. Tight
+boxes and areas come with the runs; compiled loops (``sam3_agent.masks.raster``) paint the runs into a uint8
 label map and sample them into an atlas. Colouring, blending and outlining are then a few OpenCV passes
 over the masks' union box of one uint8 copy of the image, and a distance transform over the atlas
 finds the label points. The label points (in pieces of masks) and the blending (in blocks of rows) are
@@ -25,14 +25,22 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sam3_agent.errors import ImageError
-from sam3_agent.mask_raster import atlas_peaks, colorize, paint_runs, sample_runs, stack_runs
-from sam3_agent.masks import decode_run_crops, instance_extents, instance_runs, mask_to_box, rle_counts, rle_encode
+from sam3_agent.masks import (
+    IntBox,
+    decode_run_crops,
+    mask_crop,
+    mask_datas,
+    mask_to_box,
+    rle_counts,
+    rle_encode,
+    stack_runs,
+)
+from sam3_agent.masks.raster import atlas_peaks, colorize, paint_runs, sample_runs
 from sam3_agent.parallel import share
 from sam3_agent.schema import Instance
 
 _GOLDEN = 0.618033988749895
 Color = tuple[int, int, int]
-_CropBox = tuple[int, int, int, int]  # x0, y0, x1, y1 ints, max corner exclusive
 
 
 @lru_cache(maxsize=1024)
@@ -55,12 +63,6 @@ def _text_color(fill: Color) -> Color:
     """Black or white, whichever contrasts more with ``fill`` (Rec. 601 luma)."""
     luma = 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]
     return (0, 0, 0) if luma >= 140 else (255, 255, 255)
-
-
-def _mask_boxes(instances: Sequence[Instance]) -> tuple[list[_CropBox], list[int]]:
-    """Tight integer crop boxes and pixel areas of the instances' masks, from their runs without decoding."""
-    extents = instance_extents(instances)
-    return [box for box, _ in extents], [area for _, area in extents]
 
 
 _PEAK_GRID = 48  # distance transforms run on at most ~48x48 samples of a crop
@@ -90,7 +92,7 @@ def _shelf_pack(shapes: Sequence[tuple[int, int]], width: int) -> tuple[list[tup
 
 
 def _label_points(
-    counts: np.ndarray, bounds: np.ndarray, size: tuple[int, int], boxes: Sequence[_CropBox]
+    counts: np.ndarray, bounds: np.ndarray, size: tuple[int, int], boxes: Sequence[IntBox]
 ) -> list[tuple[int, int]]:
     """Per non-empty mask (COCO runs ``counts[bounds[j]:bounds[j + 1]]`` of a (height, width) image, as
     ``stack_runs`` gives them; tight box), a mask pixel (x, y) far from the mask's boundary.
@@ -193,8 +195,8 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
 
 
 def _label_map(
-    boxes: Sequence[_CropBox], counts: np.ndarray, bounds: np.ndarray, height: int
-) -> tuple[np.ndarray, _CropBox]:
+    boxes: Sequence[IntBox], counts: np.ndarray, bounds: np.ndarray, height: int
+) -> tuple[np.ndarray, IntBox]:
     """Up to 255 masks (tight boxes, COCO runs as in ``_label_points``) as a uint8 map over their union
     box, and that box: 0 = no mask, k = mask k (from 1), a later mask covering an earlier one.
 
@@ -208,7 +210,7 @@ def _label_map(
 
 
 def _fill_layer(
-    arr: np.ndarray, labels: np.ndarray, box: _CropBox, alpha: float, thickness: int, colors: Sequence[Color]
+    arr: np.ndarray, labels: np.ndarray, box: IntBox, alpha: float, thickness: int, colors: Sequence[Color]
 ) -> None:
     """Blend a ``_label_map`` over ``box`` into ``arr`` in place, mask k in ``colors[k - 1]``; outline if
     thickness > 0. Colouring, blending and outlining are a few OpenCV passes over the box, in blocks of
@@ -298,12 +300,12 @@ def render_overlay(
         for inst in instances:  # name the first that differs
             _check_size(image, inst)
     height, width = image.height, image.width
-    boxes, areas = _mask_boxes(instances)
-    order = sorted((j for j in range(len(instances)) if areas[j] > 0), key=lambda j: (-areas[j], instances[j].id))
+    data = mask_datas([inst.rle for inst in instances])
+    order = sorted((j for j, d in enumerate(data) if d.area > 0), key=lambda j: (-data[j].area, instances[j].id))
     drawn = [instances[j] for j in order]
-    drawn_boxes = [boxes[j] for j in order]
+    drawn_boxes = [data[j].box for j in order]
     thickness = (1 if min(width, height) < 1500 else 2) if outline else 0
-    counts, bounds = stack_runs(instance_runs(drawn), height, width)
+    counts, bounds = stack_runs([data[j].runs for j in order], height, width)
     # Masks j0:j1 are the runs between bounds[j0] and bounds[j1].
     pieces = [(start, min(start + _MASKS_PER_PIECE, len(drawn))) for start in range(0, len(drawn), _MASKS_PER_PIECE)]
 
@@ -357,7 +359,7 @@ def zoom_crop(
     if pad < 0 or min_side < 1 or max_side < min_side:
         raise ValueError(f"need pad >= 0 and 1 <= min_side <= max_side, got {pad=}, {min_side=}, {max_side=}")
     _check_size(image, instance)
-    (bx0, by0, bx1, by1), _ = instance.mask_extent
+    bx0, by0, bx1, by1 = instance.mask_data.box
     if bx1 <= bx0 or by1 <= by0:
         bx0, by0, bx1, by1 = (round(v) for v in instance.box)
         if bx1 <= bx0 or by1 <= by0:
@@ -376,7 +378,7 @@ def zoom_crop(
         crop = crop.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
     if not outline:
         return crop
-    mask = Image.fromarray(decode_run_crops([instance.runs], [instance.image_size], [(x0, y0, x1, y1)], [255])[0].T)
+    mask = Image.fromarray(mask_crop(instance.rle, (x0, y0, x1, y1)).view(np.uint8) * 255)
     if size != (w, h):
         mask = mask.resize(size, Image.Resampling.NEAREST)
     arr = np.array(crop)

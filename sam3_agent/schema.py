@@ -8,31 +8,21 @@ column-major, ``counts`` as a str) of shape (height, width) of the original imag
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sam3_agent.errors import PromptError
+from sam3_agent.masks.overlap import BoxXYXY
+from sam3_agent.masks.rle import Rle, rle_decode
+from sam3_agent.masks.runs import MaskData, mask_data
 
-BoxXYXY = tuple[float, float, float, float]
+__all__ = ["Answer", "BoxXYXY", "ExemplarBox", "Instance", "Prompt", "Rle", "Thresholds", "TraceStep"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Rle(_Frozen):
-    """COCO run-length encoding of one binary mask: ``size`` is ``[height, width]``."""
-
-    size: tuple[int, int]
-    counts: str
-
-    def to_coco(self) -> dict:
-        """The dict ``pycocotools.mask.decode`` takes (counts as bytes)."""
-        return {"size": list(self.size), "counts": self.counts.encode("ascii")}
 
 
 class Instance(_Frozen):
@@ -43,8 +33,6 @@ class Instance(_Frozen):
     ``id`` is assigned by whoever owns the collection (the engine numbers per prompt from 0, the
     agent's mask store gives ids that stay stable for a whole query).
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", ignored_types=(cached_property,))
 
     id: int = Field(ge=0)
     phrase: str
@@ -66,46 +54,17 @@ class Instance(_Frozen):
         """(height, width) of the image the mask belongs to."""
         return self.rle.size
 
-    @cached_property
+    @property
+    def mask_data(self) -> MaskData:
+        """The mask's COCO runs, tight integer box (x0, y0, x1, y1) and pixel count, parsed from ``rle`` once
+        (``sam3_agent.masks.mask_data``). Unlike the ``box`` field, the box is always the mask's own."""
+        return mask_data(self.rle)
+
+    @property
     def mask(self) -> np.ndarray:
-        """The decoded mask, bool array of shape (height, width); decoded once, on first use."""
-        from sam3_agent.masks import rle_decode
-
+        """The whole mask decoded, bool (height, width), on every access: ``sam3_agent.masks.mask_crop`` decodes a
+        part, and ``mask_data`` has the box and area without decoding."""
         return rle_decode(self.rle)
-
-    @cached_property
-    def runs(self) -> np.ndarray:
-        """The mask's COCO run lengths (int64: background first, then alternating, column by column); parsed
-        from ``rle.counts`` once, on first use (producers that already hold them, like the engine, seed them)."""
-        from sam3_agent.masks import rle_counts
-
-        return rle_counts(self.rle)
-
-    @cached_property
-    def mask_extent(self) -> tuple[tuple[int, int, int, int], int]:
-        """The mask's tight integer box (x0, y0, x1, y1; (0, 0, 0, 0) when empty) and pixel count, from
-        ``runs``; computed once (the engine seeds it). Unlike the ``box`` field, always the mask's own."""
-        from sam3_agent.masks import run_boxes
-
-        boxes, areas = run_boxes([self.runs], [self.rle.size[0]])
-        return tuple(boxes[0].tolist()), int(areas[0])  # type: ignore[return-value]
-
-    def __eq__(self, other: object) -> bool:
-        # Compare fields only: pydantic's default compares __dict__, which may hold cached arrays.
-        if not isinstance(other, Instance):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in type(self).model_fields)
-
-    def __hash__(self) -> int:
-        return hash(tuple(getattr(self, name) for name in type(self).model_fields))
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Instance:
-        """Copy with ``update``; a new ``rle`` drops what was cached from the old one (mask, runs, extent)."""
-        copy = super().model_copy(update=update, deep=deep)
-        if update and "rle" in update:
-            for cached in ("mask", "runs", "mask_extent"):
-                copy.__dict__.pop(cached, None)
-        return copy
 
     @property
     def center(self) -> tuple[float, float]:

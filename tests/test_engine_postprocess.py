@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sam3_agent.engine.feature_cache import FeatureCache, image_digest
-from sam3_agent.engine.postprocess import encode_mask, encode_masks, instances_from_logits, logit
+from sam3_agent.engine.postprocess import instances_from_logits
 from sam3_agent.masks import mask_to_box, rle_counts, rle_decode, rle_encode
+from sam3_agent.masks import runs as mask_runs
+from sam3_agent.masks.edges import encode_masks, logit
 from sam3_agent.schema import Thresholds
 
 # -- digests and cache -------------------------------------------------------------------------------------
@@ -97,8 +99,7 @@ def test_encoded_masks_equal_full_upsampling(size: tuple[int, int], mask_thresho
 
 @pytest.mark.parametrize("src,dst", [(288, 1008), (72, 83), (72, 30), (5, 5), (1, 7)])
 def test_first_reaching_equals_searchsorted(src: int, dst: int) -> None:
-    from sam3_agent.engine.mask_edges import first_reaching
-    from sam3_agent.engine.postprocess import _axis
+    from sam3_agent.masks.edges import _axis, first_reaching
 
     axis = _axis(src, dst)
     rng = np.random.default_rng(dst)
@@ -122,10 +123,10 @@ def test_masks_split_over_two_threads_and_grown_buffers_equal_one_by_one(
     monkeypatch: pytest.MonkeyPatch, n_cores: int
 ) -> None:
     from sam3_agent import parallel
-    from sam3_agent.engine import postprocess
+    from sam3_agent.masks import edges
 
     monkeypatch.setattr(parallel, "cores", lambda: n_cores)
-    monkeypatch.setattr(postprocess, "_EDGE_ROOM", 5000)
+    monkeypatch.setattr(edges, "_EDGE_ROOM", 5000)
     rng = np.random.default_rng(5)
     # Ragged noise: every mask's window is the whole image, with many switches per column, so the
     # first edge buffers overflow and grow, in pieces and one by one.
@@ -137,6 +138,10 @@ def test_masks_split_over_two_threads_and_grown_buffers_equal_one_by_one(
     assert encode_masks(logits, (300, 200), 0.5, indices=[]) == []
 
 
+def encode_mask(logits: np.ndarray, size: tuple[int, int], threshold: float):
+    return encode_masks(logits[None], size, threshold)[0]
+
+
 def test_encode_mask_edge_thresholds() -> None:
     logits = blob_logits(6)
     everything = encode_mask(logits[5], (50, 60), 0.0)  # p >= 0 holds everywhere
@@ -145,7 +150,7 @@ def test_encode_mask_edge_thresholds() -> None:
     assert encode_masks(logits, (50, 60), 0.5, indices=[4, 0]) == [None, encode_mask(logits[0], (50, 60), 0.5)]
 
 
-def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
+def test_instances_from_logits_sorting_thresholds_and_nms(monkeypatch: pytest.MonkeyPatch) -> None:
     logits = blob_logits(12)
     scores = np.linspace(0.1, 0.95, 12).astype(np.float32)
     instances = instances_from_logits(logits, scores, (144, 100), Thresholds(score=0.3), "cup", presence_score=0.97)
@@ -154,11 +159,14 @@ def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
     assert [inst.id for inst in instances] == list(range(len(kept)))
     assert all(inst.phrase == "cup" and inst.presence_score == pytest.approx(0.97) for inst in instances)
     assert all(inst.rle.size == (144, 100) for inst in instances)
-    # The run lengths come along, seeded, so that overlays need not parse the strings again.
-    assert all("runs" in inst.__dict__ and inst.runs.tolist() == rle_counts(inst.rle).tolist() for inst in instances)
-    for inst in instances:  # and so is the mask's extent, equal to the box and area fields
-        assert "mask_extent" in inst.__dict__ and inst.mask_extent == (tuple(int(v) for v in inst.box), inst.area)
-        assert inst.mask_extent == (tuple(int(v) for v in mask_to_box(inst.mask)), int(inst.mask.sum()))
+    # The runs, box and area come along (remembered), so that overlays need not parse the strings again.
+    with monkeypatch.context() as patched:
+        patched.setattr(mask_runs, "_run_lengths", lambda rles: pytest.fail("an engine RLE was parsed again"))
+        data = [inst.mask_data for inst in instances]
+    for inst, d in zip(instances, data, strict=True):
+        assert d.runs.tolist() == rle_counts(inst.rle).tolist()
+        assert (d.box, d.area) == (tuple(int(v) for v in inst.box), inst.area)
+        assert (d.box, d.area) == (tuple(int(v) for v in mask_to_box(inst.mask)), int(inst.mask.sum()))
     deduped = instances_from_logits(logits, scores, (144, 100), Thresholds(score=0.3, nms_iom=0.5), "cup")
     # Mask 0 covers the whole image: everything scored below it is nested in it and goes.
     assert len(deduped) < len(instances) and deduped[0].score == instances[0].score
@@ -169,7 +177,7 @@ def test_instances_from_logits_sorting_thresholds_and_nms() -> None:
 def test_coco_strings_match_pycocotools_for_small_huge_and_falling_counts() -> None:
     from pycocotools import mask as coco_mask
 
-    from sam3_agent.engine.mask_edges import coco_chars
+    from sam3_agent.masks.edges import coco_chars
 
     rng = np.random.default_rng(3)
     height, width = 4000, 3000  # runs up to 12 M pixels: values of five 5-bit groups

@@ -8,11 +8,11 @@ from pydantic import ValidationError
 
 from sam3_agent.errors import PromptError
 from sam3_agent.masks import (
+    mask_data,
     mask_iom,
     mask_iou,
     mask_to_box,
     nms,
-    rle_area,
     rle_decode,
     rle_encode,
     rle_encode_many,
@@ -37,7 +37,7 @@ def test_rle_round_trip_non_square_and_asymmetric() -> None:
     assert rle.size == (37, 53)
     assert isinstance(rle.counts, str)
     np.testing.assert_array_equal(rle_decode(rle), mask)
-    assert rle_area(rle) == mask.sum()
+    assert mask_data(rle).area == mask.sum()
 
 
 def test_rle_encode_many_equals_one_by_one() -> None:
@@ -82,9 +82,10 @@ def test_nms_iom_removes_nested_part_and_keeps_separate_objects() -> None:
         nms([whole], 0.5, "giou")
 
 
-def test_instance_mask_is_decoded_lazily_and_cached() -> None:
+def test_instance_mask_is_decoded_on_access() -> None:
     i = inst(rect(6, 8, 1, 1, 3, 5), 0.5)
-    assert i.mask is i.mask
+    np.testing.assert_array_equal(i.mask, rect(6, 8, 1, 1, 3, 5))
+    assert "mask" not in i.__dict__  # nothing hidden on the model
     assert i.mask.shape == (6, 8) and i.mask.sum() == i.area == 8
     assert i.image_size == (6, 8)
 
@@ -135,14 +136,15 @@ def test_overlaps_and_nms_handle_more_than_255_masks() -> None:
     assert len(nms(instances, 0.5)) == 300
 
 
-def test_model_copy_with_new_rle_drops_the_cached_mask() -> None:
+def test_model_copy_with_new_rle_has_the_new_mask_and_mask_data() -> None:
     first = inst(rect(6, 8, 1, 1, 3, 5), 0.5)
-    assert first.mask.sum() == 8
+    assert first.mask.sum() == first.mask_data.area == 8
     other = rect(6, 8, 0, 0, 2, 2)
     moved = first.model_copy(update={"rle": rle_encode(other), "area": 4})
     np.testing.assert_array_equal(moved.mask, other)
+    assert (moved.mask_data.box, moved.mask_data.area) == ((0, 0, 2, 2), 4)
     renumbered = first.model_copy(update={"id": 3})
-    assert renumbered.mask is first.mask  # same masks: the cache may be shared
+    assert renumbered.mask_data is first.mask_data  # the same RLE: parsed once
 
 
 def test_instances_compare_by_fields_even_with_decoded_masks() -> None:

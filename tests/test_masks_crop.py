@@ -7,16 +7,16 @@ import pytest
 
 from sam3_agent.masks import (
     decode_run_crops,
-    instance_extents,
-    instance_runs,
+    mask_crop,
+    mask_data,
+    mask_datas,
     mask_to_box,
     rle_counts,
     rle_decode,
-    rle_decode_crop,
-    rle_decode_crops,
     rle_encode,
-    run_boxes,
 )
+from sam3_agent.masks import runs as mask_runs
+from sam3_agent.masks.runs import run_boxes
 from sam3_agent.schema import Instance, Rle
 
 
@@ -126,9 +126,9 @@ def test_malformed_strings_are_rejected(counts: str, message: str) -> None:
 
 def test_crop_rejects_runs_that_do_not_cover_the_mask() -> None:
     with pytest.raises(ValueError, match="cover height x width"):
-        rle_decode_crop(Rle(size=(8, 8), counts="63"), (0, 0, 8, 8))  # 9 of 64 pixels
+        mask_crop(Rle(size=(8, 8), counts="63"), (0, 0, 8, 8))  # 9 of 64 pixels
     with pytest.raises(ValueError, match="cover height x width"):
-        rle_decode_crop(Rle(size=(2, 2), counts="2N2"), (0, 0, 2, 2))  # a negative run
+        mask_crop(Rle(size=(2, 2), counts="2N2"), (0, 0, 2, 2))  # a negative run
 
 
 @pytest.mark.parametrize("name", SPECIAL)
@@ -139,7 +139,7 @@ def test_crops_of_special_masks(name: str) -> None:
     boxes += [(x, y, x + 1, y + 1) for x in range(width) for y in range(height)]
     boxes += [(0, 0, 0, height), (2, 3, 2, 3), (width, height, width + 2, height + 2), (-3, -3, -1, -1)]
     for box in boxes:
-        crop = rle_decode_crop(rle, box)
+        crop = mask_crop(rle, box)
         np.testing.assert_array_equal(crop, expected_crop(rle, box), err_msg=f"{name} {box}")
 
 
@@ -149,7 +149,7 @@ def test_crops_of_random_masks_match_the_full_decode() -> None:
         height, width = (int(v) for v in rng.integers(1, 50, 2))
         rle = rle_encode(random_mask(rng, height, width))
         for box in [random_box(rng, height, width) for _ in range(4)]:
-            crop = rle_decode_crop(rle, box)
+            crop = mask_crop(rle, box)
             expected = expected_crop(rle, box)
             assert crop.dtype == bool and crop.flags.c_contiguous
             assert crop.shape == expected.shape, box
@@ -166,34 +166,17 @@ def test_bounding_box_crops_on_a_large_image() -> None:
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         if len(rows):
             box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-            np.testing.assert_array_equal(rle_decode_crop(rle, box), mask[box[1] : box[3], box[0] : box[2]])
+            np.testing.assert_array_equal(mask_crop(rle, box), mask[box[1] : box[3], box[0] : box[2]])
             grown = (box[0] - 9, box[1] - 9, box[2] + 9, box[3] + 9)  # larger than the mask's own box
-            np.testing.assert_array_equal(rle_decode_crop(rle, grown), expected_crop(rle, grown))
-        np.testing.assert_array_equal(rle_decode_crop(rle, (0, 0, width, height)), mask)
-
-
-def test_many_crops_in_one_call_equal_one_by_one() -> None:
-    rng = np.random.default_rng(3)
-    rles, boxes = [], []
-    for _ in range(60):
-        height, width = (int(v) for v in rng.integers(1, 40, 2))
-        rles.append(rle_encode(random_mask(rng, height, width)))
-        boxes.append(random_box(rng, height, width))
-    crops = rle_decode_crops(rles, boxes)
-    assert len(crops) == len(rles)
-    for rle, box, crop in zip(rles, boxes, crops, strict=True):
-        np.testing.assert_array_equal(crop, rle_decode_crop(rle, box))
-        np.testing.assert_array_equal(crop, expected_crop(rle, box))
-    assert rle_decode_crops([], []) == []
-    with pytest.raises(ValueError, match="one box per RLE"):
-        rle_decode_crops(rles[:2], boxes[:1])
+            np.testing.assert_array_equal(mask_crop(rle, grown), expected_crop(rle, grown))
+        np.testing.assert_array_equal(mask_crop(rle, (0, 0, width, height)), mask)
 
 
 def test_zero_sized_masks() -> None:
     for shape in [(0, 5), (5, 0), (0, 0)]:
         rle = rle_encode(np.zeros(shape, bool))
         assert rle_counts(rle).tolist() == [0]
-        assert rle_decode_crop(rle, (0, 0, 5, 5)).shape == shape
+        assert mask_crop(rle, (0, 0, 5, 5)).shape == shape
 
 
 def test_run_boxes_are_the_tight_boxes_and_areas_of_the_masks() -> None:
@@ -229,29 +212,41 @@ def test_run_crops_are_the_transposed_crops_with_their_values() -> None:
         decode_run_crops([np.array([3, 4])], [(3, 3)], [(0, 0, 3, 3)])
 
 
-def test_instance_runs_are_parsed_once_and_dropped_with_a_new_rle() -> None:
+def test_mask_data_is_parsed_once_and_follows_the_rle(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     a, b = (rle_encode(random_mask(rng, 20, 30)) for _ in range(2))
     inst = Instance(id=0, phrase="x", score=0.9, box=(0, 0, 1, 1), rle=a, area=1)
-    assert "runs" not in inst.__dict__
-    (runs,) = instance_runs([inst])
-    assert runs.tolist() == rle_counts(a).tolist()
-    assert instance_runs([inst])[0] is runs is inst.runs  # cached, not parsed again
-    assert inst.model_copy(update={"id": 3}).runs is runs
-    assert inst.model_copy(update={"rle": b}).runs.tolist() == rle_counts(b).tolist()
+    data = inst.mask_data
+    assert data.runs.tolist() == rle_counts(a).tolist()
+    with monkeypatch.context() as patched:
+        patched.setattr(mask_runs, "_run_lengths", lambda rles: pytest.fail("parsed again"))
+        assert inst.mask_data is data  # remembered, not parsed again
+        assert inst.model_copy(update={"id": 3}).mask_data is data
+        assert Instance.model_validate_json(inst.model_dump_json()).mask_data is data  # same RLE, same data
+    assert inst.model_copy(update={"rle": b}).mask_data.runs.tolist() == rle_counts(b).tolist()
+    assert inst == inst.model_copy() and hash(inst) == hash(inst.model_copy())  # plain pydantic equality
 
 
-def test_instance_extents_are_the_masks_own_boxes_and_areas_whatever_the_box_field_says() -> None:
+def test_mask_data_are_the_masks_own_boxes_and_areas_whatever_the_box_field_says() -> None:
     rng = np.random.default_rng(8)
     masks = [random_mask(rng, 20, 30) for _ in range(6)] + [np.zeros((20, 30), bool)]
-    instances = [
-        Instance(id=i, phrase="x", score=0.9, box=(0, 0, 1, 1), rle=rle_encode(m), area=1) for i, m in enumerate(masks)
-    ]
-    instances[0].mask_extent  # noqa: B018  (one computed alone, the others in one batch)
-    extents = instance_extents(instances)
-    for mask, inst, extent in zip(masks, instances, extents, strict=True):
+    rles = [rle_encode(m) for m in masks]
+    first = mask_data(rles[0])  # one computed alone, the others in one batch
+    batch = mask_datas(rles)
+    assert batch[0] is first
+    for mask, rle, data in zip(masks, rles, batch, strict=True):
+        inst = Instance(id=0, phrase="x", score=0.9, box=(0, 0, 1, 1), rle=rle, area=1)
         box = tuple(int(v) for v in mask_to_box(mask))
-        assert extent == (box, int(mask.sum())) == inst.mask_extent
-    other = rle_encode(masks[1])
-    assert instances[0].model_copy(update={"rle": other}).mask_extent == extents[1]
-    assert instances[0].model_copy(update={"id": 9}).mask_extent == extents[0]
+        assert (data.box, data.area) == (box, int(mask.sum())) == (inst.mask_data.box, inst.mask_data.area)
+    with pytest.raises(ValueError, match="cover height x width"):
+        mask_data(Rle(size=(8, 8), counts="63"))
+
+
+def test_the_memo_forgets_the_least_recently_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mask_runs, "MEMO_SIZE", 3)
+    monkeypatch.setattr(mask_runs, "_memo", type(mask_runs._memo)())
+    rles = [rle_encode(np.eye(5, k=k, dtype=bool)) for k in range(4)]
+    kept = [mask_data(rle) for rle in rles[:3]]
+    assert mask_data(rles[0]) is kept[0]  # used again: now the most recent
+    mask_data(rles[3])  # forgets rles[1]
+    assert list(mask_runs._memo) == [rles[2], rles[0], rles[3]]

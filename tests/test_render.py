@@ -100,8 +100,7 @@ def test_label_point_is_deep_inside_convex_and_concave_shapes() -> None:
 
 def test_label_points_of_many_masks_from_one_atlas_equal_one_by_one() -> None:
     """All masks share one distance transform; each must get the peak of its own transform."""
-    from sam3_agent.mask_raster import stack_runs
-    from sam3_agent.masks import rle_counts
+    from sam3_agent.masks import rle_counts, stack_runs
     from sam3_agent.render import _label_points, _peak_in_crop
 
     rng = np.random.default_rng(1)

@@ -265,7 +265,7 @@ class Sam3Engine:
 
     def predict(self, image: Image.Image, prompts: Sequence[Prompt]) -> list[RawPrediction]:
         """Raw SAM 3 outputs for each prompt, all queries, no thresholds (for evaluation and tests)."""
-        outputs = self._run(image, prompts)
+        (outputs,) = self._outputs([(_check_image(image), list(prompts))])
         return [
             RawPrediction(
                 pred_logits=logits.float().cpu().numpy(),
@@ -295,12 +295,7 @@ class Sam3Engine:
             ImageError: not a usable PIL image. PromptError: an exemplar box is inverted or outside.
             CheckpointError: the model could not be loaded.
         """
-        thresholds = thresholds or Thresholds()
-        size = (_check_image(image).height, image.width)
-        return [
-            instances_from_outputs(logits, presence, masks, size, thresholds, prompt.label)
-            for prompt, (logits, presence, _boxes, masks) in zip(prompts, self._run(image, prompts), strict=True)
-        ]
+        return self.segment_batch([(image, prompts, thresholds)])[0]
 
     def segment_batch(
         self,
@@ -327,74 +322,60 @@ class Sam3Engine:
             ImageError, PromptError: as ``segment``, for the first bad request (nothing runs then).
         """
         jobs = [(_check_image(im), list(prompts), thresholds or Thresholds()) for im, prompts, thresholds in requests]
+        outputs = self._outputs([(image, prompts) for image, prompts, _ in jobs], digests)
+        return [
+            [
+                instances_from_outputs(logits, presence, masks, (image.height, image.width), thresholds, prompt.label)
+                for prompt, (logits, presence, _boxes, masks) in zip(prompts, per_prompt, strict=True)
+            ]
+            for (image, prompts, thresholds), per_prompt in zip(jobs, outputs, strict=True)
+        ]
+
+    def _outputs(
+        self, jobs: Sequence[tuple[Image.Image, list[Prompt]]], digests: Sequence[str] | None = None
+    ) -> list[list[tuple[torch.Tensor, ...]]]:
+        """Per job and prompt: (pred_logits (Q,), presence_logits (1,), pred_boxes (Q, 4), pred_masks (Q, h, w)).
+
+        The one grouping path: text-only prompts of every image share passes; prompts with exemplar boxes share
+        passes per image size (a box-free prompt must not share a pass with box prompts: the geometry encoder
+        adds a token); at most ``max_batch`` prompts per pass. Every exemplar box is checked before anything
+        runs, and an image without prompts is not encoded.
+        """
         if digests is not None and len(digests) != len(jobs):
             raise ValueError(f"expected one digest per request, got {len(digests)} for {len(jobs)} requests")
-        for image, prompts, _ in jobs:
+        for image, prompts in jobs:
             for box in (box for prompt in prompts for box in prompt.boxes):
                 box.check_inside(image.width, image.height)
-        outputs: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        results: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
         with self._lock:
-            by_digest: dict[str, _Features] = {}
-            features: list[_Features] = []
-            for r, (image, _, _) in enumerate(jobs):
-                digest = digests[r] if digests is not None else image_digest(image)
-                if digest not in by_digest:
-                    by_digest[digest] = self._features(image, digest)
-                features.append(by_digest[digest])
+            features = self._job_features(jobs, digests)
             groups: dict[tuple[int, int] | None, list[tuple[int, int]]] = {}
-            for r, (_, prompts, _) in enumerate(jobs):
+            for r, (_, prompts) in enumerate(jobs):
                 for p, prompt in enumerate(prompts):
                     groups.setdefault(features[r].image_size if prompt.boxes else None, []).append((r, p))
             for members in groups.values():
                 for start in range(0, len(members), self.max_batch):
                     chunk = members[start : start + self.max_batch]
-                    parts = [features[r] for r, _ in chunk]
-                    stacked = parts[0]
-                    if any(f is not stacked for f in parts):  # several images: concatenate per-prompt features
-                        vision = Sam3VisionEncoderOutput(
-                            fpn_hidden_states=tuple(
-                                map(torch.cat, zip(*(f.vision.fpn_hidden_states for f in parts), strict=True))
-                            ),
-                            fpn_position_encoding=tuple(
-                                map(torch.cat, zip(*(f.vision.fpn_position_encoding for f in parts), strict=True))
-                            ),
-                        )
-                        stacked = _Features(vision=vision, image_size=stacked.image_size)
-                    out = self._forward(stacked, [jobs[r][1][p] for r, p in chunk])
+                    out = self._forward(_stacked([features[r] for r, _ in chunk]), [jobs[r][1][p] for r, p in chunk])
                     for j, key in enumerate(chunk):
-                        outputs[key] = (out.pred_logits[j], out.presence_logits[j], out.pred_masks[j])
-        return [
-            [
-                instances_from_outputs(*outputs[(r, p)], (image.height, image.width), thresholds, prompt.label)
-                for p, prompt in enumerate(prompts)
-            ]
-            for r, (image, prompts, thresholds) in enumerate(jobs)
-        ]
+                        results[key] = tuple(t[j] for t in (out.pred_logits, out.presence_logits, out.pred_boxes))
+                        results[key] += (out.pred_masks[j],)
+        return [[results[(r, p)] for p in range(len(prompts))] for r, (_, prompts) in enumerate(jobs)]
 
-    def _run(self, image: Image.Image, prompts: Sequence[Prompt]) -> list[tuple[torch.Tensor, ...]]:
-        """Per prompt: (pred_logits (Q,), presence_logits (1,), pred_boxes (Q, 4), pred_masks (Q, h, w))."""
-        _check_image(image)
-        prompts = list(prompts)
-        for prompt in prompts:
-            for box in prompt.boxes:
-                box.check_inside(image.width, image.height)
-        if not prompts:
-            return []
-        with self._lock:
-            features = self._features(image, image_digest(image))
-            # A box-free prompt must not share a pass with box prompts: the geometry encoder adds a token.
-            groups = [
-                [i for i, p in enumerate(prompts) if not p.boxes],
-                [i for i, p in enumerate(prompts) if p.boxes],
-            ]
-            results: dict[int, tuple[torch.Tensor, ...]] = {}
-            for group in groups:
-                for start in range(0, len(group), self.max_batch):
-                    chunk = group[start : start + self.max_batch]
-                    out = self._forward(features, [prompts[i] for i in chunk])
-                    for j, i in enumerate(chunk):
-                        results[i] = (out.pred_logits[j], out.presence_logits[j], out.pred_boxes[j], out.pred_masks[j])
-            return [results[i] for i in range(len(prompts))]
+    def _job_features(
+        self, jobs: Sequence[tuple[Image.Image, list[Prompt]]], digests: Sequence[str] | None
+    ) -> dict[int, _Features]:
+        """Each prompted job's image features; the backbone runs at most once per distinct image."""
+        by_digest: dict[str, _Features] = {}
+        features: dict[int, _Features] = {}
+        for r, (image, prompts) in enumerate(jobs):
+            if not prompts:
+                continue
+            digest = digests[r] if digests is not None else image_digest(image)
+            if digest not in by_digest:
+                by_digest[digest] = self._features(image, digest)
+            features[r] = by_digest[digest]
+        return features
 
     def _forward(self, features: _Features, prompts: list[Prompt]) -> Sam3ImageSegmentationOutput:
         """One forward pass of ``prompts`` (all with boxes, or none) on one image's cached features."""
@@ -425,6 +406,21 @@ class Sam3Engine:
         sharing = self._sharing.engine_pass(k, one_image=one_image) if self._sharing else nullcontext()
         with sharing, torch.inference_mode():
             return model(vision_embeds=vision, **inputs)
+
+
+def _stacked(parts: Sequence[_Features]) -> _Features:
+    """The features of a pass: one image's as they are (expanded per prompt later, not copied), else each
+    prompt's own image features concatenated along the batch dimension."""
+    first = parts[0]
+    if all(f is first for f in parts):
+        return first
+    vision = Sam3VisionEncoderOutput(
+        fpn_hidden_states=tuple(map(torch.cat, zip(*(f.vision.fpn_hidden_states for f in parts), strict=True))),
+        fpn_position_encoding=tuple(
+            map(torch.cat, zip(*(f.vision.fpn_position_encoding for f in parts), strict=True))
+        ),
+    )
+    return _Features(vision=vision, image_size=first.image_size)
 
 
 def _check_image(image: object) -> Image.Image:

@@ -1,46 +1,126 @@
-"""Mask utilities: COCO RLE encode/decode (pycocotools), boxes from masks, IoU / IoM, and NMS.
+"""A mask's COCO run lengths, and what they give without decoding the mask: its box, area and crops.
 
-Masks are bool arrays of shape (height, width); boxes are XYXY pixels with exclusive max corner.
+The runs of a COCO RLE alternate background / foreground, starting with background (the first run may be
+0 long), over the flat column-major index ``x * height + y``. ``MaskData`` is what one RLE gives once
+parsed: its runs, tight integer box and pixel count. ``mask_data(rle)`` is the one way to get them; it
+remembers the last few thousand RLEs it parsed (a bounded memo of a pure function), and the engine hands
+over the data it computed anyway with ``remember``, so nothing is parsed twice. ``mask_crop`` decodes one box
+of a mask. Everything here is numpy, vectorised over many masks at once.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
-from pycocotools import mask as coco_mask
 
-from sam3_agent.schema import BoxXYXY, Instance, Rle
+from sam3_agent.masks.rle import Rle
 
-
-def rle_encode(mask: np.ndarray) -> Rle:
-    """Encode one (H, W) bool/uint8 mask as COCO RLE."""
-    if mask.ndim != 2:
-        raise ValueError(f"expected a 2-D (height, width) mask, got shape {mask.shape}")
-    encoded = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return Rle(size=(int(encoded["size"][0]), int(encoded["size"][1])), counts=encoded["counts"].decode("ascii"))
+IntBox = tuple[int, int, int, int]
+"""x0, y0, x1, y1 in pixels, max corner exclusive; (0, 0, 0, 0) for an empty mask."""
 
 
-def rle_encode_many(masks: np.ndarray) -> list[Rle]:
-    """Encode an (N, H, W) stack of masks in one pycocotools call."""
-    if masks.ndim != 3:
-        raise ValueError(f"expected an (N, height, width) mask stack, got shape {masks.shape}")
-    if len(masks) == 0:
-        return []
-    # pycocotools wants (H, W, N) in Fortran order, i.e. a C-contiguous (N, W, H) array viewed transposed.
-    stack = np.ascontiguousarray(masks.transpose(0, 2, 1), dtype=np.uint8).transpose(2, 1, 0)
-    encoded = coco_mask.encode(stack)
-    return [Rle(size=(int(e["size"][0]), int(e["size"][1])), counts=e["counts"].decode("ascii")) for e in encoded]
+@dataclass(frozen=True)
+class MaskData:
+    """One mask's parsed RLE: ``runs`` (int64 COCO run lengths), tight ``box`` and pixel ``area``. Equal when
+    the RLEs are (the rest follows from them)."""
+
+    rle: Rle
+    runs: np.ndarray = field(compare=False, repr=False)
+    box: IntBox = field(compare=False)
+    area: int = field(compare=False)
 
 
-def rle_decode(rle: Rle) -> np.ndarray:
-    """Decode a COCO RLE into an (H, W) bool mask."""
-    return coco_mask.decode(rle.to_coco()).astype(bool)
+MEMO_SIZE = 4096
+"""RLEs whose ``MaskData`` is remembered (the least recently used is forgotten first)."""
+
+_memo: OrderedDict[Rle, MaskData] = OrderedDict()
+_memo_lock = threading.Lock()
 
 
-def rle_area(rle: Rle) -> int:
-    return int(coco_mask.area(rle.to_coco()))
+def remember(data: MaskData) -> MaskData:
+    """Keep ``data`` for ``mask_data(data.rle)`` (for producers that computed it already, like the engine)."""
+    with _memo_lock:
+        _memo[data.rle] = data
+        _memo.move_to_end(data.rle)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    return data
+
+
+def _recall(rle: Rle) -> MaskData | None:
+    with _memo_lock:
+        data = _memo.get(rle)
+        if data is not None:
+            _memo.move_to_end(rle)
+        return data
+
+
+def mask_data(rle: Rle) -> MaskData:
+    """The runs, tight box and area of one RLE (see ``mask_datas``)."""
+    return _recall(rle) or mask_datas([rle])[0]
+
+
+def mask_datas(rles: Sequence[Rle]) -> list[MaskData]:
+    """The ``MaskData`` of each RLE; those not remembered are parsed all in one vectorised pass.
+
+    Raises:
+        ValueError: an RLE is malformed (see ``rle_counts``) or its runs do not cover height x width.
+    """
+    found = [_recall(rle) for rle in rles]
+    todo = [rle for rle, data in zip(rles, found, strict=True) if data is None]
+    if not todo:
+        return found  # type: ignore[return-value]
+    counts, per_rle, _ = _run_lengths(todo)
+    _check_cover(counts, per_rle, [rle.size[0] * rle.size[1] for rle in todo])
+    runs = split_lengths(counts, per_rle)
+    boxes, areas = run_boxes(runs, [rle.size[0] for rle in todo])
+    fresh = iter(
+        [
+            remember(MaskData(rle, r, tuple(box), area))  # type: ignore[arg-type]
+            for rle, r, box, area in zip(todo, runs, boxes.tolist(), areas.tolist(), strict=True)
+        ]
+    )
+    return [data if data is not None else next(fresh) for data in found]
+
+
+def mask_crop(rle: Rle, box: IntBox) -> np.ndarray:
+    """The mask on rows y0:y1, columns x0:x1 of an integer box: bool (y1 - y0, x1 - x0), equal to
+    ``rle_decode(rle)[y0:y1, x0:x1]`` (the box clipped to the mask) but writing only the box's pixels."""
+    (columns,) = decode_run_crops([mask_data(rle).runs], [rle.size], [box])
+    return _transpose(columns).view(bool)
+
+
+def stack_runs(runs: Sequence[np.ndarray], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(all masks' runs back to back as int64, bounds: mask j's are ``counts[bounds[j]:bounds[j + 1]]``).
+
+    Raises:
+        ValueError: a mask's runs are negative or do not cover height x width pixels.
+    """
+    if not runs:
+        return np.zeros(0, np.int64), np.zeros(1, np.int64)
+    counts, per_mask = _stack(runs)
+    _check_cover(counts, per_mask, [height * width] * len(runs))
+    return counts, np.concatenate([[0], np.cumsum(per_mask)])
+
+
+def _stack(runs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(all run lengths back to back as int64, runs per mask)."""
+    per_mask = np.array([len(r) for r in runs], np.int64)
+    if np.any(per_mask == 0):
+        raise ValueError("a mask has no runs (a COCO RLE has at least one count)")
+    return np.concatenate(runs).astype(np.int64, copy=False), per_mask
+
+
+def _check_cover(counts: np.ndarray, per_mask: np.ndarray, pixels: Sequence[int]) -> None:
+    """Raise ValueError unless each mask's runs are non-negative and add up to its image's pixel count."""
+    totals = np.add.reduceat(counts, _segment_starts(per_mask)) if len(counts) else np.zeros(0, np.int64)
+    if np.any(counts < 0) or np.any(totals != np.asarray(pixels, np.int64)):
+        raise ValueError("the runs of a COCO RLE do not cover height x width pixels")
 
 
 def _segment_starts(lengths: np.ndarray) -> np.ndarray:
@@ -112,53 +192,9 @@ def rle_counts(rle: Rle) -> np.ndarray:
     return _run_lengths([rle])[0]
 
 
-def rle_decode_crops(rles: Sequence[Rle], boxes: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
-    """Decode only the part of each COCO RLE inside its integer XYXY box; one vectorised pass for all.
-
-    Returns one C-contiguous bool (y1 - y0, x1 - x0) array per RLE, equal to ``rle_decode(rle)[y0:y1, x0:x1]``
-    with the box (max corner exclusive) clipped to the mask; a box may be larger than the mask's bounding
-    box. Only the box's pixels are written, so small masks on large images decode cheaply.
-
-    Raises:
-        ValueError: ``rles`` and ``boxes`` differ in length, or an RLE is malformed (see ``rle_counts``) or
-            its runs do not cover height x width pixels.
-    """
-    if len(rles) != len(boxes):
-        raise ValueError(f"expected one box per RLE, got {len(boxes)} boxes for {len(rles)} RLEs")
-    if not rles:
-        return []
-    counts, per_rle, _ = _run_lengths(rles)
-    runs = split_lengths(counts, per_rle)
-    columns = decode_run_crops(runs, [rle.size for rle in rles], boxes)
-    return [_transpose(c).view(bool) for c in columns]
-
-
-def instance_runs(instances: Sequence[Instance]) -> list[np.ndarray]:
-    """Each instance's ``Instance.runs``; those not parsed yet are parsed all in one pass (and cached)."""
-    todo = [inst for inst in instances if "runs" not in inst.__dict__]
-    if todo:
-        counts, per_rle, _ = _run_lengths([inst.rle for inst in todo])
-        for inst, runs in zip(todo, split_lengths(counts, per_rle), strict=True):
-            inst.__dict__["runs"] = runs
-    return [inst.runs for inst in instances]
-
-
-def instance_extents(instances: Sequence[Instance]) -> list[tuple[tuple[int, int, int, int], int]]:
-    """Each instance's ``Instance.mask_extent``; those not known yet are computed all in one pass (and cached)."""
-    todo = [inst for inst in instances if "mask_extent" not in inst.__dict__]
-    if todo:
-        boxes, areas = run_boxes(instance_runs(todo), [inst.rle.size[0] for inst in todo])
-        for inst, box, area in zip(todo, boxes.tolist(), areas.tolist(), strict=True):
-            inst.__dict__["mask_extent"] = (tuple(box), area)
-    return [inst.mask_extent for inst in instances]
-
-
 def _concat_runs(runs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(all run lengths back to back, runs per mask, each run's number within its mask, its end (flat index))."""
-    per_mask = np.array([len(r) for r in runs], np.int64)
-    if np.any(per_mask == 0):
-        raise ValueError("a mask has no runs (a COCO RLE has at least one count)")
-    counts = np.concatenate(runs).astype(np.int64, copy=False)
+    counts, per_mask = _stack(runs)
     index = np.arange(len(counts)) - np.repeat(_segment_starts(per_mask), per_mask)
     return counts, per_mask, index, _segmented_cumsum(counts, per_mask)
 
@@ -217,8 +253,7 @@ def decode_run_crops(
     counts, per_mask, index, ends = _concat_runs(runs)
     sizes_arr = np.array(sizes, np.int64).reshape(-1, 2)
     heights, widths = sizes_arr[:, 0], sizes_arr[:, 1]
-    if np.any(counts < 0) or np.any(ends[np.cumsum(per_mask) - 1] != heights * widths):
-        raise ValueError("the runs of a COCO RLE do not cover height x width pixels")
+    _check_cover(counts, per_mask, (heights * widths).tolist())
     corners = np.array(boxes, np.int64).reshape(-1, 4)
     x0, x1 = (np.clip(corners[:, i], 0, widths) for i in (0, 2))
     y0, y1 = (np.clip(corners[:, i], 0, heights) for i in (1, 3))
@@ -243,77 +278,3 @@ def _transpose(columns: np.ndarray) -> np.ndarray:
     if columns.size == 0:
         return np.zeros(columns.shape[::-1], np.uint8)
     return cv2.transpose(columns)
-
-
-def rle_decode_crop(rle: Rle, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The mask of a COCO RLE on rows y0:y1, columns x0:x1 of an integer XYXY box: bool (y1 - y0, x1 - x0).
-
-    Equal to ``rle_decode(rle)[y0:y1, x0:x1]`` (box clipped to the mask), but writes only the box's pixels;
-    see ``rle_decode_crops``, which decodes many at once.
-    """
-    return rle_decode_crops([rle], [box])[0]
-
-
-def mask_to_box(mask: np.ndarray) -> BoxXYXY:
-    """Tight XYXY box (max corner exclusive) of a mask; (0, 0, 0, 0) for an empty mask."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    if len(xs) == 0:
-        return (0.0, 0.0, 0.0, 0.0)
-    return (float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1))
-
-
-def _areas(cocos: list[dict]) -> np.ndarray:
-    # pycocotools' area() sizes an internal counter as uint8 and overflows past 255 masks: go in chunks.
-    chunks = [coco_mask.area(cocos[i : i + 255]) for i in range(0, len(cocos), 255)]
-    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
-
-
-def _pairwise(a: Sequence[Rle], b: Sequence[Rle]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Intersection, area_a, area_b as (len(a), len(b)), (len(a),), (len(b),) arrays."""
-    ca = [r.to_coco() for r in a]
-    cb = [r.to_coco() for r in b]
-    area_a = _areas(ca)
-    area_b = _areas(cb)
-    iou = np.asarray(coco_mask.iou(ca, cb, [0] * len(cb)), dtype=np.float64).reshape(len(ca), len(cb))
-    # iou = I / (A + B - I)  =>  I = iou * (A + B) / (1 + iou)
-    inter = iou * (area_a[:, None] + area_b[None, :]) / (1.0 + iou)
-    return inter, area_a, area_b
-
-
-def mask_iou(a: Sequence[Rle], b: Sequence[Rle]) -> np.ndarray:
-    """Pairwise intersection-over-union, shape (len(a), len(b))."""
-    if not a or not b:
-        return np.zeros((len(a), len(b)))
-    inter, area_a, area_b = _pairwise(a, b)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def mask_iom(a: Sequence[Rle], b: Sequence[Rle]) -> np.ndarray:
-    """Pairwise intersection-over-minimum (area of the smaller mask), shape (len(a), len(b))."""
-    if not a or not b:
-        return np.zeros((len(a), len(b)))
-    inter, area_a, area_b = _pairwise(a, b)
-    smaller = np.minimum(area_a[:, None], area_b[None, :])
-    return np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
-
-
-def nms(instances: Sequence[Instance], threshold: float = 0.5, metric: str = "iom") -> list[Instance]:
-    """Greedy NMS by score: drop an instance overlapping a kept, higher-scored one by more than threshold.
-
-    ``metric`` is "iom" (intersection over the smaller mask: SAM 3's counting recipe, which also removes
-    a part nested in a whole) or "iou". Order of the result: by descending score.
-    """
-    if metric not in ("iom", "iou"):
-        raise ValueError(f"metric must be 'iom' or 'iou', got {metric!r}")
-    ranked = sorted(instances, key=lambda inst: inst.score, reverse=True)
-    if len(ranked) < 2:
-        return list(ranked)
-    rles = [inst.rle for inst in ranked]
-    overlap = mask_iom(rles, rles) if metric == "iom" else mask_iou(rles, rles)
-    kept: list[int] = []
-    for i in range(len(ranked)):
-        if all(overlap[i, j] <= threshold for j in kept):
-            kept.append(i)
-    return [ranked[i] for i in kept]

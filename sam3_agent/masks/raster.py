@@ -10,26 +10,8 @@ The first call compiles the loops (a few seconds; cached on disk next to this fi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numba
 import numpy as np
-
-
-def stack_runs(runs: Sequence[np.ndarray], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(all masks' runs back to back as int64, bounds: mask j's are ``counts[bounds[j]:bounds[j + 1]]``).
-
-    Raises:
-        ValueError: a mask's runs are negative or do not cover height x width pixels.
-    """
-    lengths = np.array([len(r) for r in runs], np.int64)
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    if not runs:
-        return np.zeros(0, np.int64), bounds
-    counts = np.concatenate(runs).astype(np.int64, copy=False)
-    if np.any(lengths == 0) or np.any(counts < 0) or np.any(np.add.reduceat(counts, bounds[:-1]) != height * width):
-        raise ValueError(f"the runs of a COCO RLE do not cover {height}x{width} pixels")
-    return counts, bounds
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,6 +1,10 @@
-"""Where upsampled, thresholded masks switch on and off: compiled loops (numba) over low-res mask logits.
+"""Low-resolution mask logits -> the COCO runs of the upsampled, thresholded masks, without the full stack.
 
-For each mask, in one pass over its (h, w) logits and then only over its support window:
+SAM 3 predicts mask logits at a low resolution (288x288 for a 1008x1008 input) over the square-resized
+image. ``Sam3Processor.post_process_instance_segmentation`` upsamples every kept mask to the full image
+with one bilinear ``interpolate`` and then thresholds it: for 100 masks on a 1008x1008 image a
+(100, 1008, 1008) float stack (400 MB, about 0.4 s on two CPU cores), and COCO-encoding those full masks
+costs another 0.2 s. ``encode_masks`` takes each mask straight from its low-res logits to its runs:
 
 * the support: rows and columns holding a cell at the threshold (a bilinear sample is a convex mix of
   its 2x2 source cells, so it reaches the threshold only next to such a cell). Output columns that read
@@ -11,21 +15,33 @@ For each mask, in one pass over its (h, w) logits and then only over its support
   the image's top and bottom edges are switches too;
 * the switches, column after column, are the column-major pixel indices where runs start and end.
   Coinciding ones (a run ending at a column's bottom and the next starting at the next column's top)
-  cancel.
+  cancel. From them, ``runs_from_edges`` takes each mask's run lengths, tight box and area, and
+  ``coco_chars`` writes the COCO compressed strings.
 
-From the switches, ``runs_from_edges`` takes each mask's COCO run lengths, tight box and area, and
-``coco_chars`` writes the COCO compressed strings of the runs.
+The sampling grid is exactly the one of ``torch.nn.functional.interpolate(mode="bilinear",
+align_corners=False)`` from the low-res map to the original (height, width) (SAM 3 resizes without
+padding, so the mask grid maps onto the original image by per-axis scaling), and thresholding happens in
+logit space (p >= t  <=>  logit >= logit(t)). The result equals thresholding the full ``interpolate``
+output except for pixels within float rounding of the threshold. The arithmetic is the numpy reference's:
+values in float32 as ``left + (right - left) * w``, crossings in float64.
 
-The arithmetic is the numpy reference's: values in float32 as ``left + (right - left) * w``, crossings in
-float64. The first call compiles the loops (a few seconds; cached on disk next to this file afterwards).
+The loops are compiled (numba; the first call compiles them in a few seconds, cached on disk next to this
+file afterwards) and release the GIL: the masks go in pieces to a helper thread and the calling one
+(``sam3_agent.parallel.share``). Torch-free: numpy arrays in, ``MaskData`` out.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numba
 import numpy as np
+
+from sam3_agent.masks.rle import Rle
+from sam3_agent.masks.runs import MaskData, remember
+from sam3_agent.parallel import share
 
 
 @numba.njit(cache=True, nogil=True)
@@ -229,3 +245,141 @@ def coco_chars(counts, bounds):
                 p += 1
     char_bounds[n] = p
     return chars[:p], char_bounds
+
+
+# --- the numpy driver ---------------------------------------------------------------------------------
+
+
+def logit(p: float) -> float:
+    """Inverse sigmoid, with logit(0) = -inf and logit(1) = +inf."""
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """Bilinear sampling of one axis, src cells -> dst pixels, as ``interpolate(align_corners=False)`` does it.
+
+    Output pixel i sits at source position pos[i] and reads cells lo[i] and hi[i] with weight w[i] on hi;
+    group_start[k]:group_start[k + 1] are the output pixels with lo == k. Cell c is read by output pixels
+    first_reader[c]:last_reader[c].
+    """
+
+    scale: float
+    pos: np.ndarray  # (dst,) float64, non-decreasing
+    lo: np.ndarray  # (dst,) int64, non-decreasing
+    hi: np.ndarray  # (dst,) int64, lo <= hi <= lo + 1
+    w: np.ndarray  # (dst,) float32 in [0, 1)
+    group_start: np.ndarray  # (src + 1,) int64
+    first_reader: np.ndarray  # (src,) int64: the first output pixel with hi >= c
+    last_reader: np.ndarray  # (src,) int64: one past the last output pixel with lo <= c
+
+
+@lru_cache(maxsize=32)
+def _axis(src: int, dst: int) -> _Axis:
+    scale = src / dst
+    pos = np.maximum((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
+    lo = np.minimum(np.floor(pos).astype(np.int64), src - 1)
+    hi = np.minimum(lo + 1, src - 1)
+    w = (pos - lo).astype(np.float32)
+    w[hi == lo] = 0.0
+    cells = np.arange(src)
+    return _Axis(
+        scale=scale,
+        pos=pos,
+        lo=lo,
+        hi=hi,
+        w=w,
+        group_start=np.searchsorted(lo, np.arange(src + 1), side="left"),
+        first_reader=np.searchsorted(hi, cells, side="left"),
+        last_reader=np.searchsorted(lo, cells, side="right"),
+    )
+
+
+_MASKS_PER_PIECE = 12  # masks per piece of work shared with the helper thread (about 0.5-1 ms)
+
+
+def _all_edges(
+    logits: np.ndarray, order: list[int], rows: _Axis, cols: _Axis, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slot, column-major pixel index) of the run edges of masks ``order`` (slot = position in ``order``),
+    sorted by slot, then position; on, off, on, ... within each mask.
+
+    The masks go in pieces to the helper thread and this one (the compiled loops release the GIL).
+    """
+    indices = np.asarray(order, dtype=np.int64)
+    starts = list(range(0, len(indices), _MASKS_PER_PIECE))
+
+    def piece(k: int) -> tuple[np.ndarray, np.ndarray]:
+        part = indices[starts[k] : starts[k] + _MASKS_PER_PIECE]
+        return _edges_of(logits, part, rows, cols, threshold)
+
+    pieces = share(piece, len(starts), pure=True).result()
+    if not pieces:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    slots = [slot + start for (slot, _), start in zip(pieces, starts, strict=True)]
+    return np.concatenate(slots), np.concatenate([pos for _, pos in pieces])
+
+
+_EDGE_ROOM = 1 << 16  # edges the buffers first hold; a mask needs room for (columns x (rows + 1)) at worst
+
+
+def _edges_of(
+    logits: np.ndarray, indices: np.ndarray, rows: _Axis, cols: _Axis, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``edges_from`` over all of ``indices``, in buffers grown as needed."""
+    slot, pos = np.empty(_EDGE_ROOM, np.int64), np.empty(_EDGE_ROOM, np.int64)
+    count, done = 0, 0
+    while True:
+        count, done = edges_from(
+            logits, indices, done, threshold, cols.lo, cols.hi, cols.w, cols.first_reader, cols.last_reader,
+            rows.pos, rows.scale, rows.group_start, len(rows.pos), slot, pos, count,
+        )  # fmt: skip
+        if done == len(indices):
+            return slot[:count], pos[:count]
+        slot, pos = (np.concatenate([a[:count], np.empty(2 * len(a) - count, np.int64)]) for a in (slot, pos))
+
+
+def encode_masks(
+    mask_logits: np.ndarray, image_size: tuple[int, int], mask_threshold: float, indices: list[int] | None = None
+) -> list[MaskData | None]:
+    """Upsample (h, w) mask-logit maps to ``image_size`` (height, width), threshold and COCO-encode them.
+
+    Args:
+        mask_logits: (K, h, w) float mask logits.
+        image_size: (height, width) of the original image.
+        mask_threshold: probability a pixel needs to be foreground.
+        indices: which masks to encode, in this order (default all).
+
+    Returns:
+        Per encoded mask, its RLE, runs, tight box and area (remembered for ``masks.mask_data``); None when
+        no pixel reaches the threshold.
+        Equal, up to float rounding at the threshold, to ``rle_encode(interpolate(logits) >= logit(t))``.
+    """
+    height, width = image_size
+    _, h, w = mask_logits.shape
+    rows, cols = _axis(h, height), _axis(w, width)
+    order = list(range(len(mask_logits))) if indices is None else list(indices)
+    logits = np.ascontiguousarray(mask_logits, dtype=np.float32)  # the engine's are already: no copy
+    edge_slot, edges = _all_edges(logits, order, rows, cols, logit(mask_threshold))
+    return _encode_runs(edge_slot, edges, len(order), height, width)
+
+
+def _encode_runs(
+    edge_slot: np.ndarray, edges: np.ndarray, n_slots: int, height: int, width: int
+) -> list[MaskData | None]:
+    """RLE, box and area per slot from its on/off edges (sorted by slot, then position; on, off, on, ...)."""
+    counts, bounds, boxes, areas = runs_from_edges(edge_slot, edges, n_slots, height, width)
+    chars, char_bounds = coco_chars(counts, bounds)
+    text = chars.tobytes().decode("ascii")
+    out: list[MaskData | None] = [None] * n_slots
+    run_bounds, text_bounds = bounds.tolist(), char_bounds.tolist()
+    for j, (box, area) in enumerate(zip(boxes.tolist(), areas.tolist(), strict=True)):
+        if run_bounds[j] < run_bounds[j + 1]:
+            rle = Rle(size=(height, width), counts=text[text_bounds[j] : text_bounds[j + 1]])
+            runs = counts[run_bounds[j] : run_bounds[j + 1]]
+            out[j] = remember(MaskData(rle, runs, tuple(box), area))  # type: ignore[arg-type]
+    return out
