@@ -247,21 +247,20 @@ def _blended_rows(
     blended = cv2.addWeighted(rows, 1.0 - alpha, colored, alpha, 0.0)
     cv2.copyTo(rows, cv2.compare(row_labels, 0, cv2.CMP_EQ), blended)  # no mask: the image as it was
     if thickness > 0:
-        # A labelled pixel is on an outline when a 4-neighbour (or the outside) has another label.
-        # (max - min over the 4-neighbourhood, outside = 0) > 0 exactly there.
         above, below = max(y0 - thickness, 0), min(y1 + thickness, len(labels))
-        cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-        spread = cv2.morphologyEx(
-            labels[above:below],
-            cv2.MORPH_GRADIENT,
-            cross,
-            iterations=thickness,
-            borderType=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )[y0 - above : y1 - above]
-        outline = cv2.bitwise_and(cv2.compare(spread, 0, cv2.CMP_GT), cv2.compare(row_labels, 0, cv2.CMP_GT))
-        cv2.copyTo(colored, outline, blended)
+        cv2.copyTo(colored, _outline(labels[above:below], thickness)[y0 - above : y1 - above], blended)
     return blended
+
+
+def _outline(labels: np.ndarray, thickness: int) -> np.ndarray:
+    """uint8 0/255 over a label map (0 = no mask): the labelled pixels within ``thickness`` px of a 4-neighbour
+    with another label or of the map's edge, i.e. where (max - min over the 4-neighbourhood, outside = 0) > 0.
+    The one outline of the overlays and the zoom crops."""
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    spread = cv2.morphologyEx(
+        labels, cv2.MORPH_GRADIENT, cross, iterations=thickness, borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    return cv2.bitwise_and(cv2.compare(spread, 0, cv2.CMP_GT), cv2.compare(labels, 0, cv2.CMP_GT))
 
 
 def render_overlay(
@@ -328,14 +327,6 @@ def render_overlay(
     return Image.fromarray(arr)
 
 
-def _outline(crop: np.ndarray, thickness: int) -> np.ndarray:
-    """Pixels of a bool crop within ``thickness`` px of its boundary (the crop's edges count as outside)."""
-    padded = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), np.uint8)
-    padded[1:-1, 1:-1] = crop
-    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=thickness)[1:-1, 1:-1]
-    return crop & (eroded == 0)
-
-
 def zoom_crop(
     image: Image.Image,
     instance: Instance,
@@ -382,7 +373,8 @@ def zoom_crop(
     if size != (w, h):
         mask = mask.resize(size, Image.Resampling.NEAREST)
     arr = np.array(crop)
-    arr[_outline(np.asarray(mask) > 0, 1 if max(size) < 300 else 2)] = _color(instance.id)
+    labels = (np.asarray(mask) > 0).view(np.uint8)  # the crop's edges count as outside, like the map's
+    arr[_outline(labels, 1 if max(size) < 300 else 2) > 0] = _color(instance.id)
     return Image.fromarray(arr)
 
 
