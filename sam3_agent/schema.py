@@ -18,7 +18,10 @@ from sam3_agent.masks.overlap import BoxXYXY
 from sam3_agent.masks.rle import Rle, rle_decode
 from sam3_agent.masks.runs import MaskData, mask_data
 
-__all__ = ["Answer", "BoxXYXY", "ExemplarBox", "Instance", "Prompt", "Rle", "Thresholds", "TraceStep"]
+__all__ = ["Answer", "BoxArg", "BoxXYXY", "ExemplarBox", "Instance", "Prompt", "Rle", "Thresholds", "TraceStep"]
+
+BoxArg = Annotated[list[float], Field(min_length=4, max_length=4, description="[x0, y0, x1, y1] in pixels")]
+"""A box as tools and integrations take it in their arguments (JSON list), XYXY pixels."""
 
 
 class _Frozen(BaseModel):

@@ -25,7 +25,7 @@ from sam3_agent.geometry import (
 )
 from sam3_agent.masks import mask_iom, mask_iou, nms
 from sam3_agent.render import render_overlay, zoom_crop
-from sam3_agent.schema import ExemplarBox, Instance, Prompt
+from sam3_agent.schema import BoxArg, ExemplarBox, Instance, Prompt
 
 COUNT_IOM = 0.5
 """IoM above which two masks count as one object (SAM 3's counting recipe)."""
@@ -38,7 +38,6 @@ SAME_OBJECT_IOU = 0.5
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 AnswerText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 IdList = Annotated[list[int], Field(min_length=1, max_length=200)]
-BoxArg = Annotated[list[float], Field(min_length=4, max_length=4, description="[x0, y0, x1, y1] in pixels")]
 
 
 def _overlay(ctx: ToolContext, instances: list[Instance]) -> tuple[Shown, ...]:

@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from sam3_agent.schema import BoxArg
+
 IMAGE_HELP = (
     "the image: a file path (relative to the allowed image folder, or absolute inside it), a data: URL, "
     "or base64-encoded PNG/JPEG/GIF/WebP/BMP/TIFF bytes"
@@ -58,7 +60,6 @@ def ask_description(planner: bool) -> str:
 
 ImageRef = Annotated[str, Field(min_length=1, description=IMAGE_HELP)]
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
-Box = Annotated[list[float], Field(min_length=4, max_length=4, description="[x0, y0, x1, y1] in pixels")]
 Phrases = Annotated[
     list[Phrase],
     Field(
@@ -67,11 +68,11 @@ Phrases = Annotated[
     ),
 ]
 PositiveBoxes = Annotated[
-    list[Box],
+    list[BoxArg],
     Field(max_length=16, description="boxes around examples of the wanted objects: find all objects like them"),
 ]
 NegativeBoxes = Annotated[
-    list[Box], Field(max_length=16, description="boxes around look-alikes that must not be returned")
+    list[BoxArg], Field(max_length=16, description="boxes around look-alikes that must not be returned")
 ]
 ScoreThreshold = Annotated[
     float | None,

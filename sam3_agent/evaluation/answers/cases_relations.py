@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sam3_agent.agent.planner.words import plural
 from sam3_agent.evaluation.answers import wording
 from sam3_agent.evaluation.answers.draft import Draft, check_distinct, clutter, maybe_duplicates, other_phrases
-from sam3_agent.evaluation.answers.layout import Box, Layout, boxes_around
+from sam3_agent.evaluation.answers.layout import Layout, boxes_around
 from sam3_agent.evaluation.answers.truth import RELATIONS, Ambiguous, Facts, clear_between, clear_by_gap, clear_related
 from sam3_agent.evaluation.answers.vocab import (
     CONTAINERS,
@@ -22,6 +22,7 @@ from sam3_agent.evaluation.answers.vocab import (
     pick_words,
     subject_phrase,
 )
+from sam3_agent.masks import IntBox
 
 POOLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "on": (SMALL, SURFACES),
@@ -55,7 +56,7 @@ def _phrases(rng: random.Random, relation: str) -> tuple[str, str]:
     return subject, pick_words(rng, anchor_pool, 1, [subject])[0]
 
 
-def _anchor_region(layout: Layout, relation: str) -> Box:
+def _anchor_region(layout: Layout, relation: str) -> IntBox:
     w, h = layout.width, layout.height
     if relation == "on":
         return (20, 90, w - 20, h - 10)
@@ -64,7 +65,7 @@ def _anchor_region(layout: Layout, relation: str) -> Box:
     return (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
 
 
-def _side_region(layout: Layout, anchor: Box, relation: str, holds: bool) -> Box:
+def _side_region(layout: Layout, anchor: IntBox, relation: str, holds: bool) -> IntBox:
     """Where a subject's whole box lies on the ``relation`` side of the anchor's centre (or the other side)."""
     cx, cy = (anchor[0] + anchor[2]) // 2, (anchor[1] + anchor[3]) // 2
     w, h = layout.width, layout.height

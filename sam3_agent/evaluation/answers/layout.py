@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from sam3_agent.evaluation.answers.truth import Ambiguous
 from sam3_agent.evaluation.answers.vocab import noun_of
+from sam3_agent.masks import IntBox
 from sam3_agent.testing.scene import Scene, SceneObject
 
 WIDTH, HEIGHT = 320, 240
 GAP = 10
 TRIES = 200
-Box = tuple[int, int, int, int]
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Layout:
         h = self.rng.randint(*noun.height)
         return max(6, round(w * scale)), max(6, round(h * scale))
 
-    def fits(self, box: Box, gap: int = GAP, touching: Iterable[int] = ()) -> bool:
+    def fits(self, box: IntBox, gap: int = GAP, touching: Iterable[int] = ()) -> bool:
         """Inside the canvas (2 px margin) and ``gap`` px clear of every object but those in ``touching``."""
         x0, y0, x1, y1 = box
         if x0 < 2 or y0 < 2 or x1 > self.width - 2 or y1 > self.height - 2:
@@ -51,7 +51,7 @@ class Layout:
                 return False
         return True
 
-    def add(self, phrase: str, box: Box, score: float | None = None) -> int:
+    def add(self, phrase: str, box: IntBox, score: float | None = None) -> int:
         """Add an object (random score in [0.7, 0.98] unless given); returns its index in ``objects``."""
         noun = noun_of(phrase)
         score = round(self.rng.uniform(0.7, 0.98), 3) if score is None else score
@@ -61,7 +61,7 @@ class Layout:
     def drop(
         self,
         phrase: str,
-        region: Box | None = None,
+        region: IntBox | None = None,
         *,
         size: tuple[int, int] | None = None,
         gap: int = GAP,
@@ -77,7 +77,7 @@ class Layout:
                 return self.add(phrase, (x0, y0, x0 + w, y0 + h))
         raise Ambiguous(f"no room for a {phrase} in {region}")
 
-    def try_box(self, phrase: str, boxes: Iterable[Box], touching: Iterable[int] = ()) -> int:
+    def try_box(self, phrase: str, boxes: Iterable[IntBox], touching: Iterable[int] = ()) -> int:
         """Add ``phrase`` at the first of ``boxes`` that fits (clear of all but ``touching``)."""
         touching = list(touching)
         for box in boxes:
@@ -96,7 +96,7 @@ class Layout:
         return Scene(self.width, self.height, order)
 
 
-def boxes_around(layout: Layout, anchor: Box, size: tuple[int, int], spot: str) -> Iterable[Box]:
+def boxes_around(layout: Layout, anchor: IntBox, size: tuple[int, int], spot: str) -> Iterable[IntBox]:
     """Random candidate boxes of ``size`` at ``spot`` relative to the ``anchor`` box.
 
     spots: "on" (resting on its top edge, centre within its middle half), "floating" (over its middle,
@@ -132,12 +132,12 @@ def boxes_around(layout: Layout, anchor: Box, size: tuple[int, int], spot: str) 
             raise ValueError(f"unknown spot {spot!r}")
 
 
-def _box_at(cx: float, cy: float, w: int, h: int) -> Box:
+def _box_at(cx: float, cy: float, w: int, h: int) -> IntBox:
     x0, y0 = round(cx - w / 2), round(cy - h / 2)
     return (x0, y0, x0 + w, y0 + h)
 
 
-def _adjacent(rng: random.Random, anchor: Box, w: int, h: int) -> Box:
+def _adjacent(rng: random.Random, anchor: IntBox, w: int, h: int) -> IntBox:
     """A box touching (overlapping by 1 px) a random side of ``anchor``, centres aligned within 10%."""
     ax0, ay0, ax1, ay1 = anchor
     acx, acy = (ax0 + ax1) / 2, (ay0 + ay1) / 2
