@@ -1,8 +1,8 @@
 """Compiled loops (numba) that draw masks given as COCO run lengths straight into arrays.
 
-A mask's runs (``Instance.runs``) alternate background / foreground, starting with background, over the
-flat column-major index ``x * height + y``. Each foreground run is cut where it passes a column's bottom
-into vertical stretches, and only the stretches inside the target are written: no mask is decoded in
+A mask's runs (``masks.mask_data(rle).runs``) alternate background / foreground, starting with background,
+over the flat column-major index ``x * height + y``. Each foreground run is cut where it passes a column's
+bottom into vertical stretches, and only the stretches inside the target are written: no mask is decoded in
 full. Targets are transposed (x, y) arrays, the runs' own order, so every stretch is one contiguous write.
 
 The first call compiles the loops (a few seconds; cached on disk next to this file afterwards).
