@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, LLMOpt, ServerOpt, TokenOpt
 from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
 from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds, TraceStep
 
@@ -103,19 +103,10 @@ def ask(
     image: Annotated[str, typer.Argument(help="Image path or http(s) URL.")],
     query: Annotated[str, typer.Argument(help='The question, e.g. "how many cups are left of the laptop?"')],
     checkpoint: CheckpointOpt = None,
-    llm_base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
-    ] = None,
-    llm_model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model at the endpoint, or local:PATH. Env: SAM3_AGENT_LLM_MODEL. None: the built-in planner."
-        ),
-    ] = None,
-    llm_api_key: Annotated[
-        str | None, typer.Option(help="API key. Env: SAM3_AGENT_LLM_API_KEY / OPENAI_API_KEY.")
-    ] = None,
-    tool_mode: Annotated[str | None, typer.Option(help="auto, native or text (for endpoints without tools).")] = None,
+    llm_base_url: LLMOpt.BaseUrl = None,
+    llm_model: LLMOpt.Model = None,
+    llm_api_key: LLMOpt.ApiKey = None,
+    tool_mode: LLMOpt.ToolMode = None,
     max_turns: Annotated[int, typer.Option(min=1, help="Model turns before the agent gives up.")] = 12,
     score_threshold: ScoreOpt = 0.5,
     mask_threshold: MaskOpt = 0.5,

@@ -18,3 +18,41 @@ ServerOpt = Annotated[
 TokenOpt = Annotated[
     str | None, typer.Option(help="Bearer token of the server. Default: $SAM3_AGENT_SERVER_TOKEN.", show_default=False)
 ]
+
+
+class LLMOpt:
+    """The language-model options of ask, demo, eval and mcp, e.g. ``llm_model: LLMOpt.Model = None``.
+
+    Unset, each falls back to its environment variable (``LLMSettings.configured``; the demo reads the same ones).
+    """
+
+    BaseUrl = Annotated[
+        str | None,
+        typer.Option(
+            "--llm-base-url",
+            help="OpenAI-compatible endpoint of the language model, e.g. http://localhost:8000/v1. "
+            "Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.",
+        ),
+    ]
+    Model = Annotated[
+        str | None,
+        typer.Option(
+            "--llm-model",
+            help="Model at the endpoint, or local:PATH (a vision-language model run in-process). "
+            "Env: SAM3_AGENT_LLM_MODEL. Without one the built-in planner answers (no LLM; common query shapes only).",
+        ),
+    ]
+    ApiKey = Annotated[
+        str | None,
+        typer.Option(
+            "--llm-api-key",
+            help="API key of the endpoint (stays on this machine; local servers need none). "
+            "Env: SAM3_AGENT_LLM_API_KEY / OPENAI_API_KEY.",
+        ),
+    ]
+    ToolMode = Annotated[
+        str | None,
+        typer.Option(
+            "--tool-mode", help="auto, native or text (for endpoints without tools). Env: SAM3_AGENT_LLM_TOOL_MODE."
+        ),
+    ]

@@ -41,7 +41,7 @@ from sam3_agent.geometry import RELATIONS
 from sam3_agent.masks import rle_encode
 from sam3_agent.schema import Answer, Instance, Thresholds, TraceStep
 from sam3_agent.testing.scene import SceneSegmenter
-from sam3_agent.testing.scripted import ScriptedChatModel
+from sam3_agent.testing.scripted import ScriptedChatModel, failing_turn
 from sam3_agent.testing.turns import text_turn, tool_call_turn
 
 
@@ -294,9 +294,7 @@ def test_bad_image_and_settings_are_caller_errors() -> None:
 
 
 def test_llm_errors_reach_the_caller() -> None:
-    def failing(_: list[Message]) -> AssistantMessage:
-        raise LLMError("endpoint down after 4 attempts")
-
+    failing = failing_turn(LLMError("endpoint down after 4 attempts"))
     agent = Sam3Agent(SceneSegmenter(DESK), ScriptedChatModel([RELATION.turns[0], failing]))
     with pytest.raises(LLMError, match="endpoint down"):
         agent.run(DESK.image(), RELATION.query)

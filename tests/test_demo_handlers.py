@@ -15,7 +15,7 @@ from PIL import Image
 
 from sam3_agent.agent.llm_settings import LLMSettings
 from sam3_agent.agent.loop import Sam3Agent
-from sam3_agent.agent.messages import AssistantMessage, Message, ToolSpec
+from sam3_agent.agent.messages import AssistantMessage
 from sam3_agent.demo import formatting as fmt
 from sam3_agent.demo.config import DemoConfig, TurnSettings
 from sam3_agent.demo.handlers import PLANNING, DemoHandlers, parse_box_text
@@ -25,7 +25,7 @@ from sam3_agent.errors import ConfigError, LLMError, PromptError
 from sam3_agent.masks import rle_decode
 from sam3_agent.schema import Answer, Instance, Prompt, Rle, Thresholds, TraceStep
 from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
-from sam3_agent.testing.scripted import ScriptedChatModel
+from sam3_agent.testing.scripted import ScriptedChatModel, failing_turn
 from sam3_agent.testing.turns import tool_call_turn
 
 DESK = Scene(
@@ -242,12 +242,8 @@ def test_only_the_last_of_several_images_is_used(tmp_path: Path, desk_png: Path)
     assert session.image.size == (240, 160) and "only the last of 2" in last_text(session)
 
 
-class _Failing:
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> AssistantMessage:
-        raise self.error
+def _failing(error: Exception) -> ScriptedChatModel:
+    return ScriptedChatModel([failing_turn(error)])
 
 
 @pytest.mark.parametrize(
@@ -256,8 +252,8 @@ class _Failing:
         ({**AGENT, "llm_base_url": "ftp://x"}, None, "must be an http(s) URL"),
         ({**AGENT, "llm_model": "local:/srv/other"}, None, "only its operator can choose one"),
         ({**AGENT, "score_threshold": 2}, None, "invalid settings: score_threshold"),
-        (AGENT, lambda s: _Failing(LLMError("HTTP 503 from http://llm")), "the language model failed: HTTP 503"),
-        (AGENT, lambda s: _Failing(RuntimeError("boom")), "something went wrong inside the demo (RuntimeError: boom)"),
+        (AGENT, lambda s: _failing(LLMError("HTTP 503 from http://llm")), "the language model failed: HTTP 503"),
+        (AGENT, lambda s: _failing(RuntimeError("boom")), "something went wrong inside the demo (RuntimeError: boom)"),
     ],
 )
 def test_errors_become_readable_chat_messages(tmp_path: Path, desk_png: Path, settings, factory, message) -> None:

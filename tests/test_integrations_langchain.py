@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,12 @@ from agent_scenarios import TABLE as SCENE
 from agent_scenarios import TOOL_NAMES
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_fakes import calls, fake
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 from PIL import Image
-from pydantic import Field
 
 from sam3_agent.agent.loop import Sam3Agent
 from sam3_agent.errors import ConfigError, LLMError
@@ -45,32 +44,6 @@ INTERNAL_TOOLS = set(TOOL_NAMES)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class ToolCallingFake(GenericFakeChatModel):
-    """LangChain's ``GenericFakeChatModel`` plus ``bind_tools``; records the tools bound and every request."""
-
-    bound: list[list[dict[str, Any]]] = Field(default_factory=list)
-    seen: list[list[BaseMessage]] = Field(default_factory=list)
-
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any) -> Any:
-        schemas = [convert_to_openai_tool(tool) for tool in tools]
-        self.bound.append(schemas)
-        if tool_choice is not None:
-            kwargs["tool_choice"] = tool_choice
-        return self.bind(tools=schemas, **kwargs)
-
-    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
-        self.seen.append(list(messages))
-        return super()._generate(messages, *args, **kwargs)
-
-
-def fake(*replies: AIMessage | str) -> ToolCallingFake:
-    return ToolCallingFake(messages=iter(replies))
-
-
-def calls(name: str, args: dict[str, Any], call_id: str = "call_1") -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}])
 
 
 def data_url(image: Image.Image) -> str:

@@ -16,16 +16,14 @@ import re
 import shlex
 import sys
 import types
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_fakes import ToolCallingFake, calls, fake
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -58,24 +56,13 @@ def test_the_section_has_the_examples_tested_here() -> None:
     assert [len(blocks(lang)) for lang in ("python", "bash", "json")] == [4, 1, 1]
 
 
-class ToolCallingFake(GenericFakeChatModel):
-    """LangChain's fake chat model with ``bind_tools``, as a provider package's model would have."""
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
-        return self.bind(tools=[convert_to_openai_tool(t) for t in tools])
-
-
-def call(name: str, args: dict[str, Any], call_id: str) -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}])
-
-
 def fake_provider(monkeypatch: pytest.MonkeyPatch, module: str, cls: str, *replies: AIMessage | str) -> list[dict]:
     """Install ``module.cls`` whose instances replay ``replies``; returns the constructor kwargs seen."""
     made: list[dict] = []
 
     def factory(**kwargs: Any) -> ToolCallingFake:
         made.append(kwargs)
-        return ToolCallingFake(messages=iter(replies))
+        return fake(*replies)
 
     fake_module = types.ModuleType(module)
     setattr(fake_module, cls, factory)
@@ -113,7 +100,7 @@ def test_langchain_tools_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         monkeypatch,
         "langchain_anthropic",
         "ChatAnthropic",
-        call("sam3_count", {"image": "photo.jpg", "phrase": "cup", "score_threshold": 0.0}, "t1"),
+        calls("sam3_count", {"image": "photo.jpg", "phrase": "cup", "score_threshold": 0.0}, "t1"),
         "I counted the cups.",
     )
     printed = run_example(blocks("python")[0], tmp_path).splitlines()
@@ -129,8 +116,8 @@ def test_langchain_llm_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         monkeypatch,
         "langchain_ollama",
         "ChatOllama",
-        call("segment_phrases", {"phrases": ["cup", "laptop"]}, "o1"),
-        call("final_answer", {"text": "No cup is left of the laptop.", "count": 0}, "o2"),
+        calls("segment_phrases", {"phrases": ["cup", "laptop"]}, "o1"),
+        calls("final_answer", {"text": "No cup is left of the laptop.", "count": 0}, "o2"),
     )
     printed = run_example(blocks("python")[1], tmp_path)
     assert made == [{"model": "qwen2.5vl:7b"}]
@@ -160,14 +147,14 @@ def test_openai_loop_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Record what ``sam3-agent mcp`` would serve instead of serving it."""
-    calls: list[dict[str, Any]] = []
+    seen: list[dict[str, Any]] = []
 
     def record(server: Any, transport: str, **kwargs: Any) -> None:
         tools = [tool.name for tool in anyio.run(server.list_tools)]
-        calls.append({"transport": transport, "tools": tools, **kwargs})
+        seen.append({"transport": transport, "tools": tools, **kwargs})
 
     monkeypatch.setattr(mcp_server, "serve", record)
-    return calls
+    return seen
 
 
 @pytest.mark.usefixtures("workdir")

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sam3_agent.errors import ConfigError
+from sam3_agent.validation import validation_message
 
 ToolMode = Literal["auto", "native", "text"]
 
@@ -118,5 +119,4 @@ class LLMSettings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors())
-            raise ConfigError(f"invalid LLM settings: {problems}") from err
+            raise ConfigError(f"invalid LLM settings: {validation_message(err, whole='settings')}") from err

@@ -23,6 +23,7 @@ from sam3_agent.agent.text_protocol import INVALID_TOOL
 from sam3_agent.engine.protocol import Segmenter
 from sam3_agent.errors import PromptError
 from sam3_agent.schema import Instance, Thresholds
+from sam3_agent.validation import clip, validation_message
 
 
 class ToolError(Exception):
@@ -99,7 +100,7 @@ class Tool(Generic[ArgsT]):
         try:
             args = self.args_model.model_validate(dict(arguments))
         except ValidationError as exc:
-            return ToolResult.error(f"invalid arguments for {self.name}: {_validation_message(exc)}")
+            return ToolResult.error(f"invalid arguments for {self.name}: {validation_message(exc, show_input=True)}")
         try:
             return self.fn(ctx, args)
         except (ToolError, UnknownIdsError, PromptError) as exc:
@@ -118,7 +119,7 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         parsed = _repair(raw)
     if not isinstance(parsed, dict):
-        raise ToolError(f"arguments must be a JSON object, got {type(parsed).__name__}: {_clip(raw)}")
+        raise ToolError(f"arguments must be a JSON object, got {type(parsed).__name__}: {clip(raw)}")
     return parsed
 
 
@@ -126,10 +127,10 @@ def _repair(raw: str) -> dict[str, Any]:
     try:
         repaired = json_repair.loads(raw)
     except Exception as exc:  # json_repair documents no exception types; treat any as unrepairable
-        raise ToolError(f"arguments are not valid JSON and could not be repaired ({exc}): {_clip(raw)}") from exc
+        raise ToolError(f"arguments are not valid JSON and could not be repaired ({exc}): {clip(raw)}") from exc
     # json_repair turns text with no JSON in it into "" (or an empty object): nothing was recovered.
     if not isinstance(repaired, dict) or not repaired:
-        raise ToolError(f"arguments are not valid JSON and could not be repaired into an object: {_clip(raw)}")
+        raise ToolError(f"arguments are not valid JSON and could not be repaired into an object: {clip(raw)}")
     return repaired
 
 
@@ -141,7 +142,7 @@ def execute(tools: Mapping[str, Tool[Any]], call: ToolCall, ctx: ToolContext) ->
     """
     if call.name == INVALID_TOOL:
         message = (
-            f"your reply could not be read as a tool call ({_clip(call.arguments)}). Reply with exactly one "
+            f"your reply could not be read as a tool call ({clip(call.arguments)}). Reply with exactly one "
             "tool call: a tool name from the list and a JSON object of its arguments."
         )
         return {"raw": call.arguments}, ToolResult.error(message)
@@ -179,16 +180,3 @@ def json_schema(model: type[BaseModel]) -> dict[str, Any]:
         return node
 
     return strip(model.model_json_schema())
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "arguments"
-        got = f" (got {_clip(json.dumps(err['input'], default=str), 60)})" if err["type"] != "missing" else ""
-        parts.append(f"{where}: {err['msg']}{got}")
-    return "; ".join(parts)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

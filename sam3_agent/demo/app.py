@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,170 +104,12 @@ def build_demo(
     """The demo page for ``segmenter`` (shared by every session). Launch it with ``launch_demo``."""
     handlers = DemoHandlers(segmenter, config, chat_model_factory=chat_model_factory)
     config = handlers.config
+    callbacks = _Callbacks(handlers)
     with gr.Blocks(title=config.title, delete_cache=(3600, 3600)) as demo:
-        state = gr.State(DemoSession(), delete_callback=_delete_session)
-        gr.Markdown(_header(config), elem_id="sam3-header")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                with gr.Row(equal_height=False):
-                    mode = gr.Radio(
-                        MODES,
-                        value=config.default_mode,
-                        show_label=False,
-                        container=False,
-                        scale=4,
-                        elem_id="sam3-mode",
-                    )
-                    new_chat = gr.Button("New chat", size="sm", scale=1, min_width=90)
-                chatbot = gr.Chatbot(
-                    show_label=False,
-                    height=760,
-                    elem_id="sam3-chat",
-                    buttons=["copy_all"],
-                    feedback_options=None,
-                    placeholder="Attach an image with the paperclip (or paste one), then ask a question.",
-                )
-                message = gr.MultimodalTextbox(
-                    show_label=False,
-                    placeholder="Ask about the image, e.g. 'how many cups are left of the laptop?'",
-                    sources=["upload"],
-                    file_count="multiple",
-                    elem_id="sam3-message",
-                )
-                buffer = gr.MultimodalTextbox(visible=False)
-            with gr.Column(scale=4):
-                overlay = gr.Image(
-                    label="Overlay (click two corners to draw an exemplar box)",
-                    type="pil",
-                    format="png",
-                    interactive=False,
-                    height=380,
-                    buttons=["download", "fullscreen"],
-                    elem_id="sam3-overlay",
-                )
-                hint = gr.Markdown(elem_id="sam3-hint")
-                answer = gr.Markdown(elem_id="sam3-answer")
-                table = gr.Dataframe(
-                    value=_table([]),
-                    headers=fmt.TABLE_HEADERS,
-                    datatype=["number", "str", "number", "number", "str"],
-                    interactive=False,
-                    label="Instances",
-                    max_height=260,
-                    elem_id="sam3-table",
-                )
-                files = gr.File(
-                    label="Downloads: JSON (COCO RLE masks) and a PNG per selected mask",
-                    file_count="multiple",
-                    interactive=False,
-                    height=190,
-                    elem_id="sam3-files",
-                )
-                with gr.Accordion(
-                    "Refine with an exemplar box", open=False, elem_id="sam3-refine-panel"
-                ) as refine_panel:
-                    with gr.Row():
-                        phrase = gr.Textbox(label="Phrase to re-run", scale=3)
-                        box = gr.Textbox(label="Box x0, y0, x1, y1 (image pixels)", scale=3, elem_id="sam3-box")
-                    polarity = gr.Radio(POLARITIES, value="positive", show_label=False)
-                    with gr.Row():
-                        refine = gr.Button("Refine", variant="primary", elem_id="sam3-refine")
-                        clear = gr.Button("Clear exemplars")
-                with gr.Accordion("Settings", open=False):
-                    score = gr.Slider(0, 1, value=config.score_threshold, step=0.01, label="Score threshold")
-                    mask = gr.Slider(0, 1, value=config.mask_threshold, step=0.01, label="Mask threshold")
-                    base_url = gr.Textbox(
-                        value=config.llm_base_url or "", label="LLM endpoint", placeholder="http://localhost:8000/v1"
-                    )
-                    llm_model = gr.Textbox(
-                        value=config.llm_model or "", label="LLM model", placeholder=PLANNER_HINT, elem_id="sam3-model"
-                    )
-                    api_key = gr.Textbox(
-                        type="password",
-                        label="LLM API key",
-                        placeholder="empty: the server's key (for the server's endpoint) or none",
-                    )
-        settings = [mode, score, mask, base_url, llm_model, api_key]
-        outputs = [chatbot, overlay, answer, table, files, phrase, hint, state]
-
-        def chat(
-            message_value: dict[str, Any] | None,
-            mode_value: str,
-            score_value: float,
-            mask_value: float,
-            url: str,
-            model_name: str,
-            key: str,
-            session: DemoSession,
-        ) -> Iterator[tuple[Any, ...]]:
-            view = _View()
-            values = _settings(mode_value, score_value, mask_value, url, model_name, key)
-            for s in handlers.chat(session, message_value, values):
-                yield view(s)
-
-        def refine_box(
-            box_text: str,
-            polarity_value: str,
-            phrase_text: str,
-            mode_value: str,
-            score_value: float,
-            mask_value: float,
-            url: str,
-            model_name: str,
-            key: str,
-            session: DemoSession,
-        ) -> Iterator[tuple[Any, ...]]:
-            view = _View()
-            values = _settings(mode_value, score_value, mask_value, url, model_name, key)
-            positive = polarity_value != "negative"
-            for s in handlers.refine(session, box_text or "", positive, phrase_text or "", values):
-                yield (*view(s), _box_value(s))
-
-        def pick(session: DemoSession, evt: gr.SelectData) -> tuple[Any, ...]:
-            x, y = evt.index
-            s = handlers.pick(session, x, y)
-            opened = gr.Accordion(open=True) if s.box is not None else gr.skip()
-            return s.display_image(), _box_value(s), s.hint, opened, s
-
-        def clear_exemplars(session: DemoSession) -> tuple[Any, ...]:
-            s = handlers.clear_exemplars(session)
-            return s.display_image(), "", s.hint, s
-
-        def start_over(session: DemoSession) -> tuple[Any, ...]:
-            return (*_View()(handlers.reset(session)), "")
-
-        sent = message.submit(
-            lambda m: (gr.MultimodalTextbox(value=None, interactive=False), m),
-            [message],
-            [message, buffer],
-            queue=False,
-            api_visibility="private",
-        )
-        sent.then(
-            chat,
-            [buffer, *settings, state],
-            outputs,
-            api_name="chat",
-            api_visibility="undocumented",
-            show_progress="minimal",
-            concurrency_limit=config.concurrency,
-            concurrency_id="sam3",
-        ).then(lambda: gr.MultimodalTextbox(interactive=True), None, [message], api_visibility="private")
-        refine.click(
-            refine_box,
-            [box, polarity, phrase, *settings, state],
-            [*outputs, box],
-            api_name="refine",
-            api_visibility="undocumented",
-            show_progress="minimal",
-            concurrency_limit=config.concurrency,
-            concurrency_id="sam3",
-        )
-        overlay.select(
-            pick, [state], [overlay, box, hint, refine_panel, state], api_visibility="private", show_progress="hidden"
-        )
-        clear.click(clear_exemplars, [state], [overlay, box, hint, state], api_visibility="private")
-        new_chat.click(start_over, [state], [*outputs, box], api_visibility="private")
+        page = _page(config)
+        _wire_chat(page, callbacks, config.concurrency)
+        _wire_refine(page, callbacks, config.concurrency)
+        _wire_new_chat(page, callbacks)
         gr.api(
             _segment_api(handlers),
             api_name="segment_image",
@@ -275,6 +118,274 @@ def build_demo(
         )
     demo.queue(default_concurrency_limit=config.concurrency)
     return demo
+
+
+# --- the page's parts, top to bottom --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ChatColumn:
+    """The left column: mode, the new-chat button, the chat, the message box (and the hidden copy /chat reads)."""
+
+    mode: gr.Radio
+    new_chat: gr.Button
+    chatbot: gr.Chatbot
+    message: gr.MultimodalTextbox
+    buffer: gr.MultimodalTextbox
+
+
+@dataclass(frozen=True)
+class _Results:
+    """The right column's top: overlay, hint, answer, instance table, downloads."""
+
+    overlay: gr.Image
+    hint: gr.Markdown
+    answer: gr.Markdown
+    table: gr.Dataframe
+    files: gr.File
+
+
+@dataclass(frozen=True)
+class _RefinePanel:
+    """The accordion that re-runs a phrase with exemplar boxes."""
+
+    panel: gr.Accordion
+    phrase: gr.Textbox
+    box: gr.Textbox
+    polarity: gr.Radio
+    refine: gr.Button
+    clear: gr.Button
+
+
+@dataclass(frozen=True)
+class _SettingsPanel:
+    """The settings accordion: thresholds and the language model of this session."""
+
+    score: gr.Slider
+    mask: gr.Slider
+    base_url: gr.Textbox
+    llm_model: gr.Textbox
+    api_key: gr.Textbox
+
+
+@dataclass(frozen=True)
+class _Page:
+    """Every component the events read or write."""
+
+    state: gr.State
+    chat: _ChatColumn
+    results: _Results
+    refine: _RefinePanel
+    settings: _SettingsPanel
+
+    @property
+    def settings_inputs(self) -> list[Any]:
+        """The settings /chat and /refine take after their own inputs (in this order)."""
+        s = self.settings
+        return [self.chat.mode, s.score, s.mask, s.base_url, s.llm_model, s.api_key]
+
+    @property
+    def outputs(self) -> list[Any]:
+        """What ``_View`` fills, in its order."""
+        r = self.results
+        return [self.chat.chatbot, r.overlay, r.answer, r.table, r.files, self.refine.phrase, r.hint, self.state]
+
+
+def _page(config: DemoConfig) -> _Page:
+    state = gr.State(DemoSession(), delete_callback=_delete_session)
+    gr.Markdown(_header(config), elem_id="sam3-header")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            chat = _chat_column(config)
+        with gr.Column(scale=4):
+            results = _results()
+            refine = _refine_panel()
+            settings = _settings_panel(config)
+    return _Page(state, chat, results, refine, settings)
+
+
+def _chat_column(config: DemoConfig) -> _ChatColumn:
+    with gr.Row(equal_height=False):
+        mode = gr.Radio(
+            MODES, value=config.default_mode, show_label=False, container=False, scale=4, elem_id="sam3-mode"
+        )
+        new_chat = gr.Button("New chat", size="sm", scale=1, min_width=90)
+    chatbot = gr.Chatbot(
+        show_label=False,
+        height=760,
+        elem_id="sam3-chat",
+        buttons=["copy_all"],
+        feedback_options=None,
+        placeholder="Attach an image with the paperclip (or paste one), then ask a question.",
+    )
+    message = gr.MultimodalTextbox(
+        show_label=False,
+        placeholder="Ask about the image, e.g. 'how many cups are left of the laptop?'",
+        sources=["upload"],
+        file_count="multiple",
+        elem_id="sam3-message",
+    )
+    buffer = gr.MultimodalTextbox(visible=False)
+    return _ChatColumn(mode, new_chat, chatbot, message, buffer)
+
+
+def _results() -> _Results:
+    overlay = gr.Image(
+        label="Overlay (click two corners to draw an exemplar box)",
+        type="pil",
+        format="png",
+        interactive=False,
+        height=380,
+        buttons=["download", "fullscreen"],
+        elem_id="sam3-overlay",
+    )
+    hint = gr.Markdown(elem_id="sam3-hint")
+    answer = gr.Markdown(elem_id="sam3-answer")
+    table = gr.Dataframe(
+        value=_table([]),
+        headers=fmt.TABLE_HEADERS,
+        datatype=["number", "str", "number", "number", "str"],
+        interactive=False,
+        label="Instances",
+        max_height=260,
+        elem_id="sam3-table",
+    )
+    files = gr.File(
+        label="Downloads: JSON (COCO RLE masks) and a PNG per selected mask",
+        file_count="multiple",
+        interactive=False,
+        height=190,
+        elem_id="sam3-files",
+    )
+    return _Results(overlay, hint, answer, table, files)
+
+
+def _refine_panel() -> _RefinePanel:
+    with gr.Accordion("Refine with an exemplar box", open=False, elem_id="sam3-refine-panel") as panel:
+        with gr.Row():
+            phrase = gr.Textbox(label="Phrase to re-run", scale=3)
+            box = gr.Textbox(label="Box x0, y0, x1, y1 (image pixels)", scale=3, elem_id="sam3-box")
+        polarity = gr.Radio(POLARITIES, value="positive", show_label=False)
+        with gr.Row():
+            refine = gr.Button("Refine", variant="primary", elem_id="sam3-refine")
+            clear = gr.Button("Clear exemplars")
+    return _RefinePanel(panel, phrase, box, polarity, refine, clear)
+
+
+def _settings_panel(config: DemoConfig) -> _SettingsPanel:
+    with gr.Accordion("Settings", open=False):
+        score = gr.Slider(0, 1, value=config.score_threshold, step=0.01, label="Score threshold")
+        mask = gr.Slider(0, 1, value=config.mask_threshold, step=0.01, label="Mask threshold")
+        base_url = gr.Textbox(
+            value=config.llm_base_url or "", label="LLM endpoint", placeholder="http://localhost:8000/v1"
+        )
+        llm_model = gr.Textbox(
+            value=config.llm_model or "", label="LLM model", placeholder=PLANNER_HINT, elem_id="sam3-model"
+        )
+        api_key = gr.Textbox(
+            type="password",
+            label="LLM API key",
+            placeholder="empty: the server's key (for the server's endpoint) or none",
+        )
+    return _SettingsPanel(score, mask, base_url, llm_model, api_key)
+
+
+# --- the events -----------------------------------------------------------------------------------------------------
+
+
+def _endpoint(api_name: str, concurrency: int) -> dict[str, Any]:
+    """An event ``gradio_client`` may call (off the API page), sharing the segmenter's concurrency limit;
+    the page's own events are ``api_visibility="private"``."""
+    return {
+        "api_name": api_name,
+        "api_visibility": "undocumented",
+        "show_progress": "minimal",
+        "concurrency_limit": concurrency,
+        "concurrency_id": "sam3",
+    }
+
+
+def _wire_chat(page: _Page, callbacks: _Callbacks, concurrency: int) -> None:
+    """Enter: the message moves to the hidden buffer (the box is locked), /chat streams, the box unlocks."""
+    message, buffer = page.chat.message, page.chat.buffer
+    sent = message.submit(
+        lambda m: (gr.MultimodalTextbox(value=None, interactive=False), m),
+        [message],
+        [message, buffer],
+        queue=False,
+        api_visibility="private",
+    )
+    sent.then(
+        callbacks.chat, [buffer, *page.settings_inputs, page.state], page.outputs, **_endpoint("chat", concurrency)
+    ).then(lambda: gr.MultimodalTextbox(interactive=True), None, [message], api_visibility="private")
+
+
+def _wire_refine(page: _Page, callbacks: _Callbacks, concurrency: int) -> None:
+    """/refine, clicks on the overlay (box corners) and clearing the exemplars."""
+    refine, overlay, hint, state = page.refine, page.results.overlay, page.results.hint, page.state
+    refine.refine.click(
+        callbacks.refine_box,
+        [refine.box, refine.polarity, refine.phrase, *page.settings_inputs, state],
+        [*page.outputs, refine.box],
+        **_endpoint("refine", concurrency),
+    )
+    overlay.select(
+        callbacks.pick,
+        [state],
+        [overlay, refine.box, hint, refine.panel, state],
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    refine.clear.click(callbacks.clear_exemplars, [state], [overlay, refine.box, hint, state], api_visibility="private")
+
+
+def _wire_new_chat(page: _Page, callbacks: _Callbacks) -> None:
+    page.chat.new_chat.click(
+        callbacks.start_over, [page.state], [*page.outputs, page.refine.box], api_visibility="private"
+    )
+
+
+class _Callbacks:
+    """The page's event functions: page values in, ``DemoHandlers`` called, page outputs back."""
+
+    def __init__(self, handlers: DemoHandlers) -> None:
+        self.handlers = handlers
+
+    # /chat and /refine take their own inputs, then the page's settings (``_Page.settings_inputs``) and the
+    # session; the parameter names are the endpoints' parameter names for ``gradio_client``.
+    def chat(
+        self, message_value: dict[str, Any] | None,
+        mode_value: str, score_value: float, mask_value: float, url: str, model_name: str, key: str,
+        session: DemoSession,
+    ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+        view = _View()
+        values = _settings(mode_value, score_value, mask_value, url, model_name, key)
+        for s in self.handlers.chat(session, message_value, values):
+            yield view(s)
+
+    def refine_box(
+        self, box_text: str, polarity_value: str, phrase_text: str,
+        mode_value: str, score_value: float, mask_value: float, url: str, model_name: str, key: str,
+        session: DemoSession,
+    ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
+        view = _View()
+        values = _settings(mode_value, score_value, mask_value, url, model_name, key)
+        positive = polarity_value != "negative"
+        for s in self.handlers.refine(session, box_text or "", positive, phrase_text or "", values):
+            yield (*view(s), _box_value(s))
+
+    def pick(self, session: DemoSession, evt: gr.SelectData) -> tuple[Any, ...]:
+        x, y = evt.index
+        s = self.handlers.pick(session, x, y)
+        opened = gr.Accordion(open=True) if s.box is not None else gr.skip()
+        return s.display_image(), _box_value(s), s.hint, opened, s
+
+    def clear_exemplars(self, session: DemoSession) -> tuple[Any, ...]:
+        s = self.handlers.clear_exemplars(session)
+        return s.display_image(), "", s.hint, s
+
+    def start_over(self, session: DemoSession) -> tuple[Any, ...]:
+        return (*_View()(self.handlers.reset(session)), "")
 
 
 def _settings(mode: str, score: float, mask: float, url: str, model: str, key: str) -> dict[str, Any]:

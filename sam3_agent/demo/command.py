@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, LLMOpt, ServerOpt, TokenOpt
 
 console = Console(stderr=True)
 
@@ -26,18 +26,10 @@ def demo(
     dtype: DtypeOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
-    llm_base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL / OPENAI_BASE_URL.")
-    ] = None,
-    llm_model: Annotated[
-        str | None,
-        typer.Option(help="Model at the endpoint, or local:PATH; none: the built-in planner answers (no LLM)."),
-    ] = None,
-    llm_api_key: Annotated[
-        str | None,
-        typer.Option(help="API key (kept on the server). Env: SAM3_AGENT_LLM_API_KEY / OPENAI_API_KEY."),
-    ] = None,
-    tool_mode: Annotated[str | None, typer.Option(help="auto, native or text (for endpoints without tools).")] = None,
+    llm_base_url: LLMOpt.BaseUrl = None,
+    llm_model: LLMOpt.Model = None,
+    llm_api_key: LLMOpt.ApiKey = None,
+    tool_mode: LLMOpt.ToolMode = None,
     host: Annotated[str, typer.Option(help="Address to serve on; 0.0.0.0 to let other machines in.")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port. Default: the first free from 7860.")] = None,
     share: Annotated[bool, typer.Option(help="Also make a public gradio.live link (off by default).")] = False,

@@ -11,6 +11,7 @@ from sam3_agent.agent.chat_models import describe_chat_model
 from sam3_agent.agent.llm_settings import LOCAL_PREFIX, LLMSettings, ToolMode
 from sam3_agent.errors import ConfigError
 from sam3_agent.schema import Thresholds
+from sam3_agent.validation import validation_message
 
 Mode = Literal["agent", "segment"]
 """``agent``: a language model (or, without one, the built-in planner) answers questions with SAM 3;
@@ -79,8 +80,7 @@ class TurnSettings(BaseModel):
         try:
             return cls.model_validate({k: v for k, v in values.items() if v is not None})
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise ConfigError(f"invalid settings: {problems}") from None
+            raise ConfigError(f"invalid settings: {validation_message(err, whole='settings')}") from None
 
     @property
     def thresholds(self) -> Thresholds:
@@ -118,5 +118,4 @@ class TurnSettings(BaseModel):
                 max_retries=config.llm_max_retries,
             )
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise ConfigError(f"invalid LLM settings: {problems}") from None
+            raise ConfigError(f"invalid LLM settings: {validation_message(err, whole='settings')}") from None

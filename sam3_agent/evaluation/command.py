@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, LLMOpt, ServerOpt, TokenOpt
 from sam3_agent.evaluation.datasets import DatasetKind
 
 Kind = Literal[DatasetKind, "answers"]
@@ -63,10 +63,10 @@ def evaluate(
     dtype: DtypeOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
-    llm_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint.")] = None,
-    llm_model: Annotated[str | None, typer.Option(help="Model at the endpoint.")] = None,
-    llm_api_key: Annotated[str | None, typer.Option(help="API key.")] = None,
-    tool_mode: Annotated[str | None, typer.Option(help="auto, native or text.")] = None,
+    llm_base_url: LLMOpt.BaseUrl = None,
+    llm_model: LLMOpt.Model = None,
+    llm_api_key: LLMOpt.ApiKey = None,
+    tool_mode: LLMOpt.ToolMode = None,
     max_turns: Annotated[int, typer.Option(min=1, help="LLM turns per sample.")] = 12,
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep instances >= this.")] = 0.5,
     mask_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask pixel probability cut.")] = 0.5,

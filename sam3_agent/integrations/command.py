@@ -14,10 +14,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, ServerOpt, TokenOpt
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, LLMOpt, ServerOpt, TokenOpt
 
 if TYPE_CHECKING:
     from sam3_agent.agent.messages import ChatModel
+    from sam3_agent.engine.protocol import Segmenter
+    from sam3_agent.integrations.image_refs import ImageResolver
+    from sam3_agent.integrations.mcp_server import MCPServer
+    from sam3_agent.schema import Thresholds
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -66,18 +70,10 @@ def mcp(
         float, typer.Option(min=0.0, max=1.0, help="Default score threshold of the tools.")
     ] = 0.5,
     mask_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask pixel probability cut.")] = 0.5,
-    llm_base_url: Annotated[
-        str | None, typer.Option(help="sam3_ask: OpenAI-compatible endpoint. Env: SAM3_AGENT_LLM_BASE_URL.")
-    ] = None,
-    llm_model: Annotated[
-        str | None,
-        typer.Option(
-            help="sam3_ask: model name, or local:PATH; without it (or SAM3_AGENT_LLM_MODEL) the built-in planner "
-            "answers sam3_ask (common query shapes only)."
-        ),
-    ] = None,
-    llm_api_key: Annotated[str | None, typer.Option(help="sam3_ask: API key. Env: SAM3_AGENT_LLM_API_KEY.")] = None,
-    tool_mode: Annotated[str | None, typer.Option(help="sam3_ask: auto, native or text.")] = None,
+    llm_base_url: LLMOpt.BaseUrl = None,
+    llm_model: LLMOpt.Model = None,
+    llm_api_key: LLMOpt.ApiKey = None,
+    tool_mode: LLMOpt.ToolMode = None,
     max_turns: Annotated[int, typer.Option(min=1, help="sam3_ask: model turns before the agent gives up.")] = 12,
     preload: Annotated[
         bool,
@@ -87,42 +83,70 @@ def mcp(
         ),
     ] = True,
 ) -> None:
-    """Serve sam3_segment, sam3_count and sam3_ask as an MCP server (stdio by default)."""
-    from rich.markup import escape
+    """Serve sam3_segment, sam3_count and sam3_ask as an MCP server (stdio by default).
 
-    from sam3_agent.errors import ConfigError, ImageError, Sam3AgentError
+    The --llm-* and --tool-mode options choose the language model behind sam3_ask; the other tools use none.
+    """
+    from sam3_agent.errors import Sam3AgentError
+    from sam3_agent.integrations.image_refs import ImageResolver
     from sam3_agent.schema import Thresholds
+    from sam3_agent.server.client import make_segmenter
 
     try:
-        from sam3_agent.integrations import mcp_server
-        from sam3_agent.integrations.image_refs import ImageResolver
-        from sam3_agent.integrations.service import Sam3Service
-        from sam3_agent.server.client import make_segmenter
-
         images = ImageResolver(allowed_root or Path.cwd(), allow_urls=allow_urls)
         llm = _chat_model(llm_base_url, llm_model, llm_api_key, tool_mode)
         segmenter = make_segmenter(checkpoint, server, token, device, dtype, load=False)
-        service = Sam3Service(
-            segmenter,
-            llm,
-            images=images,
-            thresholds=Thresholds(score=score_threshold, mask=mask_threshold),
-            max_turns=max_turns,
-        )
-        tools_server = mcp_server.build_server(service)
-        load = getattr(segmenter, "load", None)
-        if preload and callable(load):
-            what = f"checking the segmentation server at {server}" if server else "loading SAM 3"
-            if not server and getattr(segmenter, "checkpoint", None):
-                what += f" from {segmenter.checkpoint}"
-            _err.print(f"{what} ...", highlight=False)
-            load()
-    except Sam3AgentError as exc:  # bad flags exit 2; a checkpoint that does not load, 1
-        _err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError) else EXIT_FAILURE) from None
+        thresholds = Thresholds(score=score_threshold, mask=mask_threshold)
+        tools_server = _tools_server(segmenter, llm, images, thresholds, max_turns)
+        if preload:
+            _preload(segmenter, server)
+    except Sam3AgentError as exc:
+        raise _exit(exc) from None
+    _serve(tools_server, transport, host=host, port=port, path=path, images_root=images.root)
+
+
+def _exit(exc: Exception) -> typer.Exit:
+    """Say what went wrong; bad flags exit 2, a checkpoint that does not load (or anything else) 1."""
+    from rich.markup import escape
+
+    from sam3_agent.errors import ConfigError, ImageError
+
+    _err.print(f"[bold red]error:[/] {escape(str(exc))}")
+    return typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError) else EXIT_FAILURE)
+
+
+def _tools_server(
+    segmenter: Segmenter, llm: ChatModel | None, images: ImageResolver, thresholds: Thresholds, max_turns: int
+) -> MCPServer:
+    """The MCP server of a ``Sam3Service`` over ``segmenter`` (sam3_ask answered by ``llm``, or the planner)."""
+    from sam3_agent.integrations import mcp_server
+    from sam3_agent.integrations.service import Sam3Service
+
+    service = Sam3Service(segmenter, llm, images=images, thresholds=thresholds, max_turns=max_turns)
+    return mcp_server.build_server(service)
+
+
+def _preload(segmenter: Segmenter, server: str | None) -> None:
+    """Load SAM 3 (or check the segmentation server) now, saying so on stderr."""
+    load = getattr(segmenter, "load", None)
+    if not callable(load):
+        return
+    what = f"checking the segmentation server at {server}" if server else "loading SAM 3"
+    checkpoint = getattr(segmenter, "checkpoint", None)
+    if not server and checkpoint:
+        what += f" from {checkpoint}"
+    _err.print(f"{what} ...", highlight=False)
+    load()
+
+
+def _serve(
+    tools_server: MCPServer, transport: TransportChoice, *, host: str, port: int, path: str, images_root: Path
+) -> None:
+    """Serve over ``transport`` until stopped; the ready line and "stopped" go to stderr."""
+    from sam3_agent.integrations import mcp_server
 
     def ready(where: str) -> None:
-        _err.print(f"sam3-agent MCP server ready on {where} (images from {images.root})", highlight=False)
+        _err.print(f"sam3-agent MCP server ready on {where} (images from {images_root})", highlight=False)
 
     try:
         mcp_server.serve(tools_server, transport.value, host=host, port=port, path=path, on_ready=ready)

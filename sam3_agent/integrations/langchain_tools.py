@@ -30,16 +30,14 @@ from sam3_agent.integrations.args import (
     SegmentArgs,
 )
 from sam3_agent.integrations.service import Outcome, Sam3Service
+from sam3_agent.validation import validation_message
 
 Content = str | list[str | dict[str, Any]]
 
 
 def _validation_message(exc: ValidationError) -> str:
     """Every problem with the arguments, cross-field ones included (they have no field location)."""
-    problems = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors(include_url=False)
-    )
-    return f"Error: invalid arguments: {problems}"
+    return f"Error: invalid arguments: {validation_message(exc)}"
 
 
 class _Sam3Tool(BaseTool):

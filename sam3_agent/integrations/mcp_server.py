@@ -37,6 +37,7 @@ from sam3_agent.integrations.args import (
 )
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import Outcome, Sam3Service
+from sam3_agent.validation import validation_message
 
 Transport = Literal["stdio", "http"]
 
@@ -55,10 +56,7 @@ def _validated(model: type[BaseModel], **values: Any) -> Any:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise ToolError(f"invalid arguments: {problems}") from None
+        raise ToolError(f"invalid arguments: {validation_message(exc)}") from None
 
 
 def _call(work: Callable[[], Outcome[Any]]) -> CallToolResult:

@@ -39,6 +39,7 @@ from sam3_agent.integrations.args import (
 )
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import Outcome, Sam3Service
+from sam3_agent.validation import validation_message
 
 Result = SegmentResult | CountResult | AskResult
 
@@ -146,10 +147,7 @@ class ToolExecutor:
         try:
             args = tool.args.model_validate(dict(arguments))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors(include_url=False)
-            )
-            raise ToolArgumentError(f"invalid arguments for {name}: {problems}") from None
+            raise ToolArgumentError(f"invalid arguments for {name}: {validation_message(exc)}") from None
         return tool.run(self.service, args)
 
     def execute(self, call: Any) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """An in-process ``ChatModel`` that replays a script of assistant turns (no HTTP, no API key).
 
 Each turn is an ``AssistantMessage`` or a function of the messages sent so far returning one (for a reply
-that depends on what the agent showed, e.g. an id read back from a tool result). Every call is recorded
-in ``requests`` so tests can check what the model actually received. A run that asks for more turns than
-the script holds raises ``AssertionError``: that is a bug in the test or a drift in the agent's workflow,
-not an ``LLMError``.
+that depends on what the agent showed, e.g. an id read back from a tool result) or raising (``failing_turn``).
+Every call is recorded in ``requests`` so tests can check what the model actually received. A run that asks
+for more turns than the script holds raises ``AssertionError``: that is a bug in the test or a drift in the
+agent's workflow, not an ``LLMError``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ from dataclasses import dataclass
 from sam3_agent.agent.messages import AssistantMessage, Message, ToolSpec
 
 Turn = AssistantMessage | Callable[[list[Message]], AssistantMessage]
+
+
+def failing_turn(error: Exception) -> Turn:
+    """A turn that raises ``error`` instead of replying (an endpoint that is down, a model that crashes)."""
+
+    def fail(_: list[Message]) -> AssistantMessage:
+        raise error
+
+    return fail
 
 
 @dataclass(frozen=True)
