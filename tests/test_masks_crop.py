@@ -242,11 +242,19 @@ def test_mask_data_are_the_masks_own_boxes_and_areas_whatever_the_box_field_says
         mask_data(Rle(size=(8, 8), counts="63"))
 
 
-def test_the_memo_forgets_the_least_recently_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mask_runs, "MEMO_SIZE", 3)
+def test_the_memo_is_bounded_in_bytes_and_forgets_the_least_recently_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    def dot(k: int) -> np.ndarray:
+        mask = np.zeros((6, 6), bool)
+        mask[2, k + 1] = True  # three runs each: before, the pixel, after
+        return mask
+
+    rles = [rle_encode(dot(k)) for k in range(4)]
+    each = 3 * np.dtype(np.int64).itemsize
     monkeypatch.setattr(mask_runs, "_memo", type(mask_runs._memo)())
-    rles = [rle_encode(np.eye(5, k=k, dtype=bool)) for k in range(4)]
+    monkeypatch.setattr(mask_runs, "_memo_bytes", 0)
+    monkeypatch.setattr(mask_runs, "MEMO_BYTES", 3 * each)
     kept = [mask_data(rle) for rle in rles[:3]]
+    assert all(data.runs.nbytes == each for data in kept)
     assert mask_data(rles[0]) is kept[0]  # used again: now the most recent
     mask_data(rles[3])  # forgets rles[1]
-    assert list(mask_runs._memo) == [rles[2], rles[0], rles[3]]
+    assert list(mask_runs._memo) == [rles[2], rles[0], rles[3]] and mask_runs._memo_bytes == 3 * each

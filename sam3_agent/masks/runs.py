@@ -3,7 +3,7 @@
 The runs of a COCO RLE alternate background / foreground, starting with background (the first run may be
 0 long), over the flat column-major index ``x * height + y``. ``MaskData`` is what one RLE gives once
 parsed: its runs, tight integer box and pixel count. ``mask_data(rle)`` is the one way to get them; it
-remembers the last few thousand RLEs it parsed (a bounded memo of a pure function), and the engine hands
+remembers the RLEs it parsed last (a memo of a pure function, bounded in bytes), and the engine hands
 over the data it computed anyway with ``remember``, so nothing is parsed twice. ``mask_crop`` decodes one box
 of a mask. Everything here is numpy, vectorised over many masks at once.
 """
@@ -35,20 +35,24 @@ class MaskData:
     area: int = field(compare=False)
 
 
-MEMO_SIZE = 4096
-"""RLEs whose ``MaskData`` is remembered (the least recently used is forgotten first)."""
+MEMO_BYTES = 32 << 20
+"""Run-length bytes of the remembered ``MaskData`` at most (the least recently used is forgotten first):
+about 2,000 masks of a 1008x1008 image."""
 
 _memo: OrderedDict[Rle, MaskData] = OrderedDict()
 _memo_lock = threading.Lock()
+_memo_bytes = 0
 
 
 def remember(data: MaskData) -> MaskData:
     """Keep ``data`` for ``mask_data(data.rle)`` (for producers that computed it already, like the engine)."""
+    global _memo_bytes
     with _memo_lock:
+        old = _memo.pop(data.rle, None)
         _memo[data.rle] = data
-        _memo.move_to_end(data.rle)
-        while len(_memo) > MEMO_SIZE:
-            _memo.popitem(last=False)
+        _memo_bytes += data.runs.nbytes - (old.runs.nbytes if old is not None else 0)
+        while _memo_bytes > MEMO_BYTES and len(_memo) > 1:
+            _memo_bytes -= _memo.popitem(last=False)[1].runs.nbytes
     return data
 
 
