@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Answer": "sam3_agent.schema",
+    "ClickPrompt": "sam3_agent.schema",
     "ExemplarBox": "sam3_agent.schema",
     "Instance": "sam3_agent.schema",
     "Prompt": "sam3_agent.schema",
@@ -25,7 +26,9 @@ _EXPORTS = {
     "LLMError": "sam3_agent.errors",
     "PromptError": "sam3_agent.errors",
     "Segmenter": "sam3_agent.engine.protocol",
+    "Clicker": "sam3_agent.engine.protocol",
     "Sam3Engine": "sam3_agent.engine.transformers_engine",
+    "ClickEngine": "sam3_agent.engine.clicks",
     "Sam3Agent": "sam3_agent.agent.loop",
     "LLMSettings": "sam3_agent.agent.llm_settings",
     "OpenAIChatModel": "sam3_agent.agent.openai_client",
@@ -37,6 +40,9 @@ _EXPORTS = {
 __all__ = [
     "Answer",
     "CheckpointError",
+    "ClickEngine",
+    "ClickPrompt",
+    "Clicker",
     "ConfigError",
     "ExemplarBox",
     "ImageError",
@@ -75,7 +81,8 @@ if TYPE_CHECKING:
     from sam3_agent.agent.loop import Sam3Agent
     from sam3_agent.agent.openai_client import OpenAIChatModel
     from sam3_agent.agent.planner import QueryPlanner
-    from sam3_agent.engine.protocol import Segmenter
+    from sam3_agent.engine.clicks import ClickEngine
+    from sam3_agent.engine.protocol import Clicker, Segmenter
     from sam3_agent.engine.transformers_engine import Sam3Engine
     from sam3_agent.errors import (
         CheckpointError,
@@ -87,4 +94,4 @@ if TYPE_CHECKING:
     )
     from sam3_agent.images import load_image
     from sam3_agent.render import render_overlay
-    from sam3_agent.schema import Answer, ExemplarBox, Instance, Prompt, Rle, Thresholds, TraceStep
+    from sam3_agent.schema import Answer, ClickPrompt, ExemplarBox, Instance, Prompt, Rle, Thresholds, TraceStep

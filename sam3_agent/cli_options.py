@@ -56,3 +56,21 @@ class LLMOpt:
             "--tool-mode", help="auto, native or text (for endpoints without tools). Env: SAM3_AGENT_LLM_TOOL_MODE."
         ),
     ]
+
+
+class TileOpt:
+    """The tiling options of ask and segment (``sam3_agent.engine.tiling``); neither flag: auto mode."""
+
+    Tile = Annotated[
+        bool | None,
+        typer.Option(
+            "--tile/--no-tile",
+            help="Always segment in overlapping tiles at native resolution (crowds, large images) / never. "
+            "Default: auto: tiles images longer than 2016 px, and results near SAM 3's limit of objects per pass.",
+            show_default=False,
+        ),
+    ]
+    Size = Annotated[int, typer.Option("--tile-size", min=32, help="Tile side in pixels (SAM 3's input is 1008).")]
+    Overlap = Annotated[
+        float, typer.Option("--tile-overlap", min=0.0, max=0.9, help="Least overlap of neighbouring tiles (fraction).")
+    ]

@@ -11,16 +11,21 @@ from pathlib import Path
 from PIL import Image
 from pydantic import BaseModel
 
-from sam3_agent.schema import Answer, Instance, Prompt
+from sam3_agent.engine.tiling import SegmentReport
+from sam3_agent.schema import Answer, ClickPrompt, Instance, Prompt
 
 
 class SegmentationRecord(BaseModel):
-    """What `sam3-agent segment` writes: the prompts and the instances found (ids unique in the record)."""
+    """What `sam3-agent segment` writes: the prompts and the instances found (ids unique in the record), and
+    how they were segmented (``tiling``: tiles used, results near SAM 3's query cap). A run by clicks
+    (``segment --point``) has no prompts: ``clicks`` holds its points, labels and box."""
 
     image: str
     image_size: tuple[int, int]
     prompts: list[Prompt]
     instances: list[Instance]
+    tiling: SegmentReport | None = None
+    clicks: ClickPrompt | None = None
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -57,14 +62,26 @@ def write_mask_pngs(instances: Sequence[Instance], out_dir: Path) -> list[Path]:
     return paths
 
 
-def write_answer(answer: Answer, image: Image.Image, out_dir: Path) -> dict[str, Path]:
-    """Write ``answer.json``, ``overlay.png`` (selected instances, or all when none selected) and masks."""
+def write_answer(
+    answer: Answer, image: Image.Image, out_dir: Path, *, tiling: Sequence[SegmentReport] | None = None
+) -> dict[str, Path]:
+    """Write ``answer.json``, ``overlay.png`` (selected instances, or all when none selected) and masks.
+
+    ``tiling``: the reports of the run's segmenter calls; the JSON then has ``tiling`` = ``{"tiled", "near_cap",
+    "calls"}`` (whether any call was tiled, whether any result came near SAM 3's query cap, the reports)."""
     shown = answer.instances or answer.all_instances
     paths = {
         "json": out_dir / "answer.json",
         "overlay": write_overlay(image, shown, out_dir / "overlay.png"),
     }
-    write_json_atomic(paths["json"], answer.model_dump(mode="json"))
+    payload = answer.model_dump(mode="json")
+    if tiling is not None:
+        payload["tiling"] = {
+            "tiled": any(r.tiled for r in tiling),
+            "near_cap": any(r.near_cap for r in tiling),
+            "calls": [r.model_dump(mode="json") for r in tiling],
+        }
+    write_json_atomic(paths["json"], payload)
     write_mask_pngs(answer.instances, out_dir / "masks")
     return paths
 

@@ -8,17 +8,30 @@ column-major, ``counts`` as a str) of shape (height, width) of the original imag
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sam3_agent.errors import PromptError
 from sam3_agent.masks.overlap import BoxXYXY
 from sam3_agent.masks.rle import Rle, rle_decode
 from sam3_agent.masks.runs import MaskData, mask_data
 
-__all__ = ["Answer", "BoxArg", "BoxXYXY", "ExemplarBox", "Instance", "Prompt", "Rle", "Thresholds", "TraceStep"]
+__all__ = [
+    "Answer",
+    "BoxArg",
+    "BoxXYXY",
+    "ClickPrompt",
+    "ExemplarBox",
+    "Instance",
+    "Point",
+    "Prompt",
+    "Rle",
+    "Thresholds",
+    "TraceStep",
+]
 
 BoxArg = Annotated[list[float], Field(min_length=4, max_length=4, description="[x0, y0, x1, y1] in pixels")]
 """A box as tools and integrations take it in their arguments (JSON list), XYXY pixels."""
@@ -125,6 +138,80 @@ class Prompt(_Frozen):
             return self.text
         n_pos = sum(b.positive for b in self.boxes)
         return f"exemplar ({n_pos} positive, {len(self.boxes) - n_pos} negative)"
+
+
+Point = tuple[float, float]
+"""A click at (x, y) in pixels of the original image."""
+
+MAX_CLICK_POINTS = 64
+
+
+class ClickPrompt(_Frozen):
+    """Clicks on ONE object (SAM 2's promptable visual segmentation): points and/or a box -> one mask.
+
+    ``points`` are (x, y) pixels of the image, ``labels`` one per point: 1 on the object (positive), 0 off it
+    (negative). ``box`` is XYXY pixels around the object. At least one point or a box; use ``ClickPrompt.of``
+    to build one from plain values with a ``PromptError`` (one line) for bad input.
+    """
+
+    points: tuple[Point, ...] = Field(default=(), max_length=MAX_CLICK_POINTS)
+    labels: tuple[Literal[0, 1], ...] = ()
+    box: BoxXYXY | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClickPrompt:
+        values = [v for point in self.points for v in point] + list(self.box or ())
+        if not all(map(math.isfinite, values)):
+            raise ValueError("click coordinates must be finite numbers")
+        if len(self.labels) != len(self.points):
+            raise ValueError(f"got {len(self.labels)} label(s) for {len(self.points)} point(s): give one per point")
+        if not self.points and self.box is None:
+            raise ValueError("a click needs at least one point or a box")
+        return self
+
+    @classmethod
+    def of(
+        cls,
+        points: Sequence[Sequence[float]] = (),
+        labels: Sequence[int] | None = None,
+        box: Sequence[float] | None = None,
+    ) -> ClickPrompt:
+        """A prompt from plain values: ``labels`` None means every point is positive.
+
+        Raises:
+            PromptError: no point and no box, a label per point missing or not 0 / 1, a malformed point or box.
+        """
+        values = {
+            "points": [tuple(point) for point in points],
+            "labels": [1] * len(points) if labels is None else list(labels),
+            "box": None if box is None else tuple(box),
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            raise PromptError(f"{where}: {message}" if where else message) from None
+
+    def check_inside(self, width: int, height: int) -> None:
+        """Raise PromptError unless every point lies in the image and the box (if any) is valid and overlaps it."""
+        for x, y in self.points:
+            if not (0 <= x < width and 0 <= y < height):
+                raise PromptError(
+                    f"point ({x:g}, {y:g}) lies outside the {width}x{height} image: x must be in [0, {width}), "
+                    f"y in [0, {height})"
+                )
+        if self.box is not None:
+            ExemplarBox(box=self.box).check_inside(width, height)
+
+    @property
+    def label(self) -> str:
+        """The phrase of the object found, e.g. ``"clicked object (2 positive points, 1 negative point)"``."""
+        positive = sum(self.labels)
+        counts = ((positive, "positive"), (len(self.labels) - positive, "negative"))
+        parts = [f"{n} {kind} point{'s' * (n > 1)}" for n, kind in counts if n]
+        return "clicked object (" + ", ".join(parts + ["a box"] * (self.box is not None)) + ")"
 
 
 class Thresholds(_Frozen):

@@ -137,11 +137,13 @@ TABLE = Scene(  # the integration tests' scene: two cups, the laptop between the
 TOOL_NAMES = [
     "segment_phrases",
     "refine_with_exemplars",
+    "segment_at",
     "examine_masks",
     "spatial_filter",
     "between",
     "nearest",
     "order_masks",
+    "combine_masks",
     "count_masks",
     "final_answer",
     "no_match",

@@ -42,6 +42,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_tracker_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SAM 3 checkpoint in the full layout of facebook/sam3 (detector + tracker, model type
+    sam3_video): it loads as ``Sam3Model`` and as ``Sam3TrackerModel`` (clicks)."""
+    from sam3_agent.engine.tiny import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("sam3-tiny-tracker"), seed=0, tracker=True)
+
+
+@pytest.fixture(scope="session")
 def _session_engine(tiny_checkpoint: Path):
     from sam3_agent.engine.transformers_engine import Sam3Engine
 

@@ -43,9 +43,10 @@ def launched(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         seen.update(kwargs)
         return "http://127.0.0.1:0/"
 
-    def fake_build(segmenter, config: DemoConfig):
+    def fake_build(segmenter, config: DemoConfig, **kwargs: Any):
         seen["config"] = config
         seen["segmenter"] = segmenter
+        seen.update(kwargs)  # clicker
         return "blocks"
 
     monkeypatch.setattr("sam3_agent.demo.app.launch_demo", fake_launch)

@@ -352,6 +352,7 @@ def test_tool_arguments_schema_is_the_shared_one(service: Sam3Service) -> None:
         "negative_boxes",
         "score_threshold",
         "mask_threshold",
+        "tile",
     }
     assert schema["required"] == ["image"]
     assert json.loads(json.dumps(schema)) == schema

@@ -9,6 +9,7 @@ from sam3_agent.agent.messages import ChatModel, ModelGaveUp, ToolMessage, UserM
 from sam3_agent.agent.planner import NotUnderstood, parse_query
 from sam3_agent.agent.planner.words import fallbacks, other_number, plural, singular
 from sam3_agent.errors import PromptError
+from sam3_agent.masks import rle_encode
 from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
 
 # --- grammar ---------------------------------------------------------------------------------------------------
@@ -56,6 +57,27 @@ PLANS = [
     ("the person in red", "find('person in red')"),
     ("how many cups are on the largest table?", "count('cups' on largest #1 of 'table')"),
     ("can you see any knives?", "find('knives')"),
+    ("all the cups except the red ones", "find('cups' except 'red cups')"),
+    ("every cup but the blue one", "find('cup' except 'blue cup')"),
+    ("the cups other than the red cups", "find('cups' except 'red cups')"),
+    ("the cups, but not the ones on the table", "find('cups' except 'cups' on 'table')"),
+    ("the cups except the one on the left", "find('cups' except leftmost #1 of 'cup')"),
+    ("the cups that are not red", "find('cups' except 'red cups')"),
+    ("which vases aren't blue?", "find('vases' except 'blue vases')"),
+    ("the non-red cups", "find('cups' except 'red cups')"),
+    ("how many cups are not red?", "count('cups' except 'red cups')"),
+    ("the cups on the table that are not red", "find('cups' on 'table' except 'red cups')"),
+    ("the part of the table not covered by the cloth", "find('table' minus 'cloth')"),
+    ("the part of the table that is not covered by the cloths", "find('table' minus 'cloths')"),
+    ("what part of the desk is not covered by the towel?", "find('desk' minus 'towel')"),
+    ("the part of the table that the cloth does not cover", "find('table' minus 'cloth')"),
+    ("the area of the table not under the napkin", "find('table' minus 'napkin')"),
+    ("the region of the mat outside the towel", "find('mat' minus 'towel')"),
+    ("the table without the cloth", "find('table' minus 'cloth')"),
+    ("the part of the table under the cloth", "find('table' intersect 'cloth')"),
+    ("the table covered by the cloth", "find('table' intersect 'cloth')"),
+    ("the part of the table the two cloths cover", "find('table' intersect 'cloths')"),
+    ("the overlap of the table and the cloth", "find('table' intersect 'cloth')"),
 ]
 
 
@@ -74,6 +96,7 @@ def test_grammar_reads_common_shapes(query: str, plan: str) -> None:
         ("the cup not between the plates", "'not between'"),
         ("the cup on the " + "very " * 60 + "left", "more than 40 words"),
         ("find the cup!!! @#$%", "short noun phrase"),
+        ("the cups and plates except the red ones", "names several kinds of object"),
     ],
 )
 def test_grammar_says_why_it_cannot_read_a_query(query: str, says: str) -> None:
@@ -84,7 +107,8 @@ def test_grammar_says_why_it_cannot_read_a_query(query: str, says: str) -> None:
 @pytest.mark.parametrize(
     ("word", "other"),
     [("cup", "cups"), ("box", "boxes"), ("berry", "berries"), ("knife", "knives"), ("person", "people"),
-     ("glass", "glasses"), ("toy", "toys"), ("bus", "buses"), ("tomato", "tomatoes")],
+     ("glass", "glasses"), ("toy", "toys"), ("bus", "buses"), ("tomato", "tomatoes"), ("vase", "vases"),
+     ("house", "houses"), ("lens", "lenses")],
 )
 def test_inflection_round_trips(word: str, other: str) -> None:
     assert plural(word) == other and singular(other) == word
@@ -217,3 +241,71 @@ def test_a_failed_tool_call_ends_the_run_instead_of_looping() -> None:
     failed = ToolMessage(tool_call_id=first.tool_calls[0].id, name="segment_phrases", content="Error: x", ok=False)
     with pytest.raises(ModelGaveUp, match="segment_phrases call failed: Error: x"):
         planner.chat([*convo, first, failed], [])
+
+
+# --- set logic through the agent -------------------------------------------------------------------------------
+
+COLOURED = Scene(
+    300,
+    200,
+    [
+        SceneObject("table", (20, 120, 280, 170), shape="box"),
+        SceneObject("cloth", (60, 100, 120, 140), shape="box"),
+        SceneObject("cloth", (200, 130, 250, 180), shape="box"),
+        SceneObject("red cup", (20, 20, 50, 50)),
+        SceneObject("blue cup", (80, 20, 110, 50)),
+        SceneObject("red cup", (140, 20, 170, 50)),
+        SceneObject("green cup", (200, 20, 230, 50)),
+    ],
+)
+
+
+def _coloured(query: str, **segmenter: object):
+    return _run(query, COLOURED, match_head_noun=True, **segmenter)
+
+
+def test_except_takes_the_same_objects_out_of_a_set_of_ids() -> None:
+    answer, seg = _coloured("all the cups except the red ones", duplicates={"red cup": 1})
+    assert answer.status == "answered" and [i.box for i in answer.instances] == [
+        (80.0, 20.0, 110.0, 50.0), (200.0, 20.0, 230.0, 50.0)
+    ]
+    assert [p.text for p in seg.prompts_seen] == ["cups", "red cups"]
+    (combine,) = [s for s in answer.trace if s.tool == "combine_masks"]
+    assert combine.arguments["mode"] == "objects" and combine.arguments["operation"] == "difference"
+    assert "; same objects: #1 = #7, #3 = #8" in combine.summary  # #5, #6: the red cups' near-duplicates
+    assert {i.phrase for i in answer.all_instances} == {"cups", "red cups"}  # no new mask
+
+
+def test_the_removed_phrase_does_not_fall_back_to_its_head_noun() -> None:
+    answer, seg = _coloured("the cups that are not purple")
+    assert len(answer.instances) == 4 and "found no 'purple cups', also tried 'purple cup'" in answer.text
+    assert [p.text for p in seg.prompts_seen] == ["cups", "purple cups", "purple cup"]
+
+
+def test_counting_an_exception_and_removing_everything() -> None:
+    counted, _ = _coloured("how many cups are not red?")
+    assert (counted.status, counted.count) == ("answered", 2) and "I count 2 cups not red" in counted.text
+    none, _ = _coloured("the cups except the cups")
+    assert none.status == "no_match" and "each of 4 cups is also one of 'cups'" in none.text
+
+
+def test_the_part_not_covered_is_one_new_mask_equal_to_numpy() -> None:
+    answer, _ = _coloured("the part of the table not covered by the cloths")
+    (part,) = answer.instances
+    truth = COLOURED.mask(0) & ~COLOURED.mask(1) & ~COLOURED.mask(2)
+    assert part.rle == rle_encode(truth) and part.area == int(truth.sum()) and part.phrase == "table minus cloths"
+    assert part.box == (20.0, 120.0, 280.0, 170.0) and part.score == 0.9
+    assert [s.tool for s in answer.trace] == [
+        "segment_phrases", "segment_phrases", "count_masks", "combine_masks", "final_answer"
+    ]
+    assert f"#{part.id} = #1 minus (#2 + #3)" in answer.text
+
+
+def test_the_part_under_a_cover_and_a_cover_that_misses() -> None:
+    under, _ = _coloured("the part of the table under the cloth")
+    (part,) = under.instances
+    assert part.rle == rle_encode(COLOURED.mask(0) & (COLOURED.mask(1) | COLOURED.mask(2)))
+    apart, _ = _coloured("the overlap of the red cups and the table")
+    assert apart.status == "no_match" and "'red cups' and 'table' do not overlap" in apart.text
+    bare, _ = _coloured("the table without the giraffe")
+    assert [i.phrase for i in bare.instances] == ["table"]

@@ -86,8 +86,9 @@ def launched(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Replace the Gradio build / launch so ``demo`` returns at once; record the segmenter it built."""
     seen: dict[str, Any] = {}
 
-    def fake_build(segmenter: Any, config: Any) -> str:
+    def fake_build(segmenter: Any, config: Any, **kwargs: Any) -> str:
         seen["segmenter"] = segmenter
+        seen.update(kwargs)  # clicker
         return "blocks"
 
     monkeypatch.setattr("sam3_agent.demo.app.build_demo", fake_build)
@@ -104,6 +105,7 @@ def test_demo_segments_through_the_server(
     assert f"segmentation server {server_url}" in result.output and "answered by built-in planner" in result.output
     segmenter = launched["segmenter"]
     assert isinstance(segmenter, RemoteSegmenter) and segmenter.base_url == server_url
+    assert launched["clicker"] is segmenter, "point clicks go to the server too"
     _assert_same_as_in_process(segmenter, synthetic)
     assert segmenter.registrations == 1
 

@@ -1,6 +1,6 @@
 """Measure the agent's answers: the generated answer suite through ``Sam3Agent.run``, a pass rate per query kind.
 
-    python tools/agent_accuracy.py                       # 375 cases, seed 0, the built-in planner
+    python tools/agent_accuracy.py                       # 405 cases, seed 0, the built-in planner
     python tools/agent_accuracy.py --kind ordinal --kind between --failures 20
     python tools/agent_accuracy.py --json outputs/answers.json --llm-model gpt-4o
 

@@ -5,6 +5,11 @@
 
 Its masks and scores are random. Real weights: see ``sam3_agent.engine.checkpoint.HOW_TO_GET_WEIGHTS``.
 
+With ``--tracker`` it writes the full SAM 3 layout (detector + tracker, as ``facebook/sam3`` ships it), which
+the click engine needs (``sam3-agent segment IMAGE --point x,y``)::
+
+    python tools/make_tiny_checkpoint.py --tracker ./sam3-tiny
+
 With ``--vlm`` it writes a tiny random vision-language model (Qwen2.5-VL) instead, for ``local:PATH``::
 
     python tools/make_tiny_checkpoint.py --vlm ./vlm-tiny
@@ -24,23 +29,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["tiny", "mid"], default="tiny", help="tiny (tests) or mid (benchmarks)")
     parser.add_argument("--image-size", type=int, default=None, help="square input size, a multiple of 14")
     parser.add_argument(
+        "--tracker", action="store_true", help="also write the SAM 3 tracker (point / box clicks), as facebook/sam3"
+    )
+    parser.add_argument(
         "--vlm", action="store_true", help="write a tiny random vision-language model (for --llm-model local:DIR)"
     )
     args = parser.parse_args(argv)
     if args.vlm:
-        if args.image_size is not None:
-            parser.error("--image-size applies to SAM 3 checkpoints, not to --vlm")
+        if args.image_size is not None or args.tracker:
+            parser.error("--image-size and --tracker apply to SAM 3 checkpoints, not to --vlm")
         return _write_vlm(args.out_dir, args.seed)
 
     from sam3_agent.engine.tiny import make_tiny_checkpoint
     from sam3_agent.errors import Sam3AgentError
 
     try:
-        path = make_tiny_checkpoint(args.out_dir, seed=args.seed, image_size=args.image_size, size=args.size)
+        path = make_tiny_checkpoint(
+            args.out_dir, seed=args.seed, image_size=args.image_size, size=args.size, tracker=args.tracker
+        )
     except Sam3AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"Wrote a {args.size} SAM 3 checkpoint with RANDOM weights to {path}: its masks and scores are random.")
+    what = "SAM 3 checkpoint (detector + tracker)" if args.tracker else "SAM 3 checkpoint"
+    print(f"Wrote a {args.size} {what} with RANDOM weights to {path}: its masks and scores are random.")
     print(f"Use it with --checkpoint {path} or SAM3_CHECKPOINT={path}.")
     return 0
 

@@ -34,7 +34,7 @@ from sam3_agent.agent.store import MaskStore
 from sam3_agent.agent.system_prompt import load_prompt
 from sam3_agent.agent.toolbox import default_tools
 from sam3_agent.agent.tools import Shown, Tool, ToolContext, Verdict, execute
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Clicker, Segmenter
 from sam3_agent.errors import ConfigError, ImageError, PromptError
 from sam3_agent.schema import Answer, AnswerStatus, Instance, Thresholds, TraceStep
 
@@ -118,6 +118,8 @@ class Sam3Agent:
         max_turns: chat-model calls allowed per run before giving up (>= 1).
         max_images_in_context: images kept in each request, the original image included (>= 1).
         system_prompt: overrides ``prompts/agent_system.txt``.
+        clicker: the click engine of the ``segment_at`` tool (points / a box -> one mask), e.g.
+            ``clicker_for(segmenter)``; None: the tool answers that clicks are unavailable.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class Sam3Agent:
         segmenter: Segmenter,
         llm: ChatModel | None = None,
         *,
+        clicker: Clicker | None = None,
         thresholds: Thresholds | None = None,
         max_turns: int = 12,
         max_images_in_context: int = 3,
@@ -135,6 +138,7 @@ class Sam3Agent:
         if max_images_in_context < 1:
             raise ConfigError(f"max_images_in_context must be >= 1, got {max_images_in_context}")
         self.segmenter = segmenter
+        self.clicker = clicker
         if llm is None:
             from sam3_agent.agent.planner import QueryPlanner
 
@@ -176,7 +180,9 @@ class Sam3Agent:
         image = image if image.mode == "RGB" else image.convert("RGB")
         intro = query_intro(query, image.width, image.height)
         first = UserMessage.of(intro, _image_part(image, "the original image"))
-        context = ToolContext(image=image, segmenter=self.segmenter, store=MaskStore(), thresholds=self.thresholds)
+        context = ToolContext(
+            image=image, segmenter=self.segmenter, store=MaskStore(), thresholds=self.thresholds, clicker=self.clicker
+        )
         return RunState(query=query, context=context, messages=[SystemMessage(content=self.system_prompt), first])
 
     def _step(self, state: RunState, on_step: Callable[[TraceStep], None] | None) -> StepOutcome:

@@ -1,4 +1,5 @@
-"""The agent's tools: segment, refine with exemplars, look closer, reason about geometry, count, answer.
+"""The agent's tools: segment, refine with exemplars, segment one clicked object (``sam3_agent.agent.clicking``),
+look closer, reason about geometry, combine masks (``sam3_agent.agent.combine``), count, answer.
 
 Every tool reads and writes the query's ``MaskStore``; mask ids in arguments and results are store ids,
 stable for the whole query. Geometry (left of, nearest, 2nd from the left) and counting are computed here,
@@ -12,6 +13,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, model_validator
 
+from sam3_agent.agent.cap_notes import answer_note, count_notes, record_reports
+from sam3_agent.agent.clicking import DESCRIPTION as CLICK_DESCRIPTION
+from sam3_agent.agent.clicking import SegmentAtArgs, segment_at
+from sam3_agent.agent.combine import DESCRIPTION as COMBINE_DESCRIPTION
+from sam3_agent.agent.combine import CombineArgs, combine_masks
 from sam3_agent.agent.tools import Shown, Tool, ToolArgs, ToolContext, ToolError, ToolResult, Verdict, describe, id_list
 from sam3_agent.geometry import (
     Ordering,
@@ -76,10 +82,12 @@ def segment_phrases(ctx: ToolContext, args: SegmentPhrasesArgs) -> ToolResult:
         unique.setdefault(_phrase_key(phrase), phrase)
     fresh = [phrase for key, phrase in unique.items() if key not in earlier]
     # One segmenter call for all new phrases: the engine runs the image backbone once and batches the text.
-    results = ctx.segmenter.segment(ctx.image, [Prompt(text=p) for p in fresh], ctx.thresholds) if fresh else []
+    prompts = [Prompt(text=p) for p in fresh]
+    results = ctx.segmenter.segment(ctx.image, prompts, ctx.thresholds) if fresh else []
+    notes = record_reports(ctx, prompts, results) if fresh else []
     lines: list[str] = []
     new: list[Instance] = []
-    for phrase, found in zip(fresh, results, strict=True):
+    for phrase, found, note in zip(fresh, results, notes, strict=True):
         added = ctx.store.add(found, source=SEGMENT_SOURCE)
         new += added
         if added:
@@ -87,6 +95,7 @@ def segment_phrases(ctx: ToolContext, args: SegmentPhrasesArgs) -> ToolResult:
             lines += [f"  {describe(inst, _image_area(ctx))}" for inst in added]
         else:
             lines.append(f"'{phrase}': nothing found (try a synonym, a more general phrase, or exemplars)")
+        lines += note
     for key, phrase in unique.items():
         if key in earlier:
             lines.append(f"'{phrase}': already segmented earlier as {id_list(earlier[key])} (not run again)")
@@ -126,11 +135,13 @@ def refine_with_exemplars(ctx: ToolContext, args: RefineArgs) -> ToolResult:
     for ex in exemplars:
         ex.check_inside(ctx.image.width, ctx.image.height)
     earlier = ctx.store.all()
-    (found,) = ctx.segmenter.segment(ctx.image, [Prompt(text=args.phrase, boxes=tuple(exemplars))], ctx.thresholds)
+    prompt = Prompt(text=args.phrase, boxes=tuple(exemplars))
+    (found,) = ctx.segmenter.segment(ctx.image, [prompt], ctx.thresholds)
+    (note,) = record_reports(ctx, [prompt], [found])
     added = ctx.store.add(found, source="refine_with_exemplars")
     n_pos = sum(ex.positive for ex in exemplars)
     head = f"Refined with {n_pos} positive and {len(exemplars) - n_pos} negative exemplar(s): {len(added)} mask(s)"
-    lines = [head] + [f"  {describe(inst, _image_area(ctx))}{_same_as(inst, earlier)}" for inst in added]
+    lines = [head] + [f"  {describe(inst, _image_area(ctx))}{_same_as(inst, earlier)}" for inst in added] + note
     if not added:
         lines.append("Nothing matched; try other exemplars or another phrase.")
     return ToolResult("\n".join(lines), images=_overlay(ctx, added), instance_ids=tuple(i.id for i in added))
@@ -256,7 +267,8 @@ class CountArgs(ToolArgs):
 def count_masks(ctx: ToolContext, args: CountArgs) -> ToolResult:
     instances = ctx.store.get(args.ids)
     if not args.deduplicate:
-        return ToolResult(f"count: {len(instances)} ({id_list(instances)})", instance_ids=tuple(args.ids))
+        text = f"count: {len(instances)} ({id_list(instances)})" + count_notes(ctx, instances)
+        return ToolResult(text, instance_ids=tuple(args.ids))
     kept = sorted(nms(instances, COUNT_IOM, metric="iom"), key=lambda inst: inst.id)
     kept_ids = {inst.id for inst in kept}
     dropped = [inst for inst in instances if inst.id not in kept_ids]
@@ -265,7 +277,7 @@ def count_masks(ctx: ToolContext, args: CountArgs) -> ToolResult:
         iom = mask_iom([d.rle for d in dropped], [k.rle for k in kept])
         merges = [f"#{d.id} into #{kept[int(row.argmax())].id}" for d, row in zip(dropped, iom, strict=True)]
         text += "; merged duplicates: " + ", ".join(merges)
-    return ToolResult(text, instance_ids=tuple(inst.id for inst in kept))
+    return ToolResult(text + count_notes(ctx, instances), instance_ids=tuple(inst.id for inst in kept))
 
 
 class FinalAnswerArgs(ToolArgs):
@@ -277,7 +289,8 @@ class FinalAnswerArgs(ToolArgs):
 def final_answer(ctx: ToolContext, args: FinalAnswerArgs) -> ToolResult:
     chosen = ctx.store.get(args.ids)
     ids = tuple(inst.id for inst in chosen)
-    verdict = Verdict(status="answered", text=args.text, ids=ids, count=args.count)
+    about = chosen or (ctx.store.all() if args.count is not None else [])
+    verdict = Verdict(status="answered", text=args.text + answer_note(ctx, about), ids=ids, count=args.count)
     return ToolResult(f"Answer recorded with masks {id_list(chosen)}.", instance_ids=ids, verdict=verdict)
 
 
@@ -293,7 +306,7 @@ def no_match(ctx: ToolContext, args: NoMatchArgs) -> ToolResult:
 
 
 def default_tools() -> list[Tool[Any]]:
-    """The ten tools, in the order they are offered to the model."""
+    """The tools, in the order they are offered to the model."""
     return [
         Tool(
             "segment_phrases",
@@ -309,6 +322,7 @@ def default_tools() -> list[Tool[Any]]:
             RefineArgs,
             refine_with_exemplars,
         ),
+        Tool("segment_at", CLICK_DESCRIPTION, SegmentAtArgs, segment_at),
         Tool(
             "examine_masks",
             "Show close-up crops of some masks with their facts (score, area, box, centroid), to check them.",
@@ -342,6 +356,7 @@ def default_tools() -> list[Tool[Any]]:
             OrderArgs,
             order_masks,
         ),
+        Tool("combine_masks", COMBINE_DESCRIPTION, CombineArgs, combine_masks),
         Tool(
             "count_masks",
             "Count masks, merging duplicates of the same object; reports which ids were merged.",

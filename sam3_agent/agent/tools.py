@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import json_repair
@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sam3_agent.agent.messages import ToolCall, ToolSpec
 from sam3_agent.agent.store import MaskStore, UnknownIdsError
 from sam3_agent.agent.text_protocol import INVALID_TOOL
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Clicker, Segmenter
+from sam3_agent.engine.tiling import PromptTiling, SegmentReport
 from sam3_agent.errors import PromptError
 from sam3_agent.schema import Instance, Thresholds
 from sam3_agent.validation import clip, validation_message
@@ -38,12 +39,18 @@ class ToolArgs(BaseModel):
 
 @dataclass
 class ToolContext:
-    """What a tool works on: the image (RGB), the segmenter, the query's mask store and the thresholds."""
+    """What a tool works on: the image (RGB), the segmenter, the query's mask store and the thresholds.
+
+    ``reports``: how each phrase searched so far was segmented (tiled, near SAM 3's query cap), by phrase
+    (``sam3_agent.agent.cap_notes``). ``clicker``: the click engine of ``segment_at`` (points / a box -> one mask),
+    None when the agent has none (the tool then says so)."""
 
     image: Image.Image
     segmenter: Segmenter
     store: MaskStore
     thresholds: Thresholds
+    reports: dict[str, tuple[PromptTiling, SegmentReport]] = field(default_factory=dict)
+    clicker: Clicker | None = None
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 Layout of this room:
 - ``config``: ``DemoConfig`` (server-side defaults) and ``TurnSettings`` (what one page sends per request);
-- ``session``: ``DemoSession``, the per-browser-tab state (image, result, exemplars, chat history);
+- ``session``: ``DemoSession``, the per-browser-tab state (image, result, exemplars, clicks, chat history);
 - ``formatting``: chat messages, answer text and table rows (plain data, no Gradio);
 - ``handlers``: ``DemoHandlers``, the page's actions as plain functions over a session (no Gradio);
+- ``clicking``: point clicks on one object (SAM 3's tracker), the handlers' click actions (no Gradio);
 - ``app``: ``build_demo`` wires the handlers into a ``gr.Blocks``; ``launch_demo`` serves it;
 - ``command``: the ``demo`` typer command.
 

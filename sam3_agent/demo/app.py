@@ -6,6 +6,10 @@ Endpoints for ``gradio_client`` (hidden from the API page, callable): ``/chat`` 
 MultimodalTextbox value ``{"text", "files"}``, then mode, score threshold, mask threshold, LLM endpoint,
 model, API key; it streams) and ``/refine`` (box text, "positive" / "negative", phrase, then the same
 settings). Public API (and MCP tool where Gradio's MCP server runs): ``/segment_image``.
+
+A click on the overlay does what the "A click on the image" radio says: a corner of an exemplar box (the
+default), or a point on / off ONE object, which SAM 3's tracker segments again after every click ("Clear
+clicks" starts over; ``sam3_agent.demo.clicking``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from sam3_agent.demo import formatting as fmt
 from sam3_agent.demo.config import DemoConfig
 from sam3_agent.demo.handlers import ChatModelFactory, DemoHandlers
 from sam3_agent.demo.session import DemoSession
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Clicker, Segmenter
 from sam3_agent.errors import ImageError, Sam3AgentError
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,11 @@ log = logging.getLogger(__name__)
 MODES = [("Agent (LLM or built-in planner + SAM 3)", "agent"), ("Segment only (no LLM)", "segment")]
 PLANNER_HINT = "empty: the built-in planner (no LLM; common query shapes only)"
 POLARITIES = [("Positive: find more like this", "positive"), ("Negative: reject look-alikes", "negative")]
+CLICK_MODES = [
+    ("Box corner (refine a phrase)", "box"),
+    ("Point on the object", "positive"),
+    ("Point off the object", "negative"),
+]
 
 CSS = """
 #sam3-header h1 { margin-bottom: 0.2em; }
@@ -67,17 +76,13 @@ class _View:
         self._last_result: Any = None
 
     def __call__(self, s: DemoSession) -> tuple[Any, ...]:
-        image_key = (id(s.result), id(s.image), s.box, s.corner, tuple(s.exemplars))
+        image_key = (id(s.result), id(s.image), s.box, s.corner, tuple(s.exemplars), tuple(s.clicks))
         image = gr.skip() if image_key == self._last_image else s.display_image()
         self._last_image = image_key
         if s.result is not None and id(s.result) == self._last_result:
             answer, table, files = gr.skip(), gr.skip(), gr.skip()
-        elif s.result is None:
-            answer, table, files = "", _table([]), None
         else:
-            heading = "Answer" if s.result.kind == "answer" else "Segmentation"
-            answer, table = f"#### {heading}\n{s.result.markdown}", _table(fmt.table_rows(s.result.instances))
-            files = [str(p) for p in s.result.files]
+            answer, table, files = _result_values(s)
         self._last_result = id(s.result) if s.result is not None else None
         return list(s.chat), image, answer, table, files, s.phrase, s.hint, s
 
@@ -100,9 +105,13 @@ def build_demo(
     config: DemoConfig | None = None,
     *,
     chat_model_factory: ChatModelFactory = make_chat_model,
+    clicker: Clicker | None = None,
 ) -> gr.Blocks:
-    """The demo page for ``segmenter`` (shared by every session). Launch it with ``launch_demo``."""
-    handlers = DemoHandlers(segmenter, config, chat_model_factory=chat_model_factory)
+    """The demo page for ``segmenter`` (shared by every session). Launch it with ``launch_demo``.
+
+    ``clicker``: SAM 3's tracker for point clicks and the agent's ``segment_at`` (e.g. ``clicker_for(engine)``);
+    None: point clicks say that they need it."""
+    handlers = DemoHandlers(segmenter, config, chat_model_factory=chat_model_factory, clicker=clicker)
     config = handlers.config
     callbacks = _Callbacks(handlers)
     with gr.Blocks(title=config.title, delete_cache=(3600, 3600)) as demo:
@@ -136,9 +145,11 @@ class _ChatColumn:
 
 @dataclass(frozen=True)
 class _Results:
-    """The right column's top: overlay, hint, answer, instance table, downloads."""
+    """The right column's top: overlay, what a click does, hint, answer, instance table, downloads."""
 
     overlay: gr.Image
+    click_mode: gr.Radio
+    clear_clicks: gr.Button
     hint: gr.Markdown
     answer: gr.Markdown
     table: gr.Dataframe
@@ -231,7 +242,7 @@ def _chat_column(config: DemoConfig) -> _ChatColumn:
 
 def _results() -> _Results:
     overlay = gr.Image(
-        label="Overlay (click two corners to draw an exemplar box)",
+        label="Overlay (click: box corners, or points on one object; see below)",
         type="pil",
         format="png",
         interactive=False,
@@ -239,6 +250,11 @@ def _results() -> _Results:
         buttons=["download", "fullscreen"],
         elem_id="sam3-overlay",
     )
+    with gr.Row(equal_height=False):
+        click_mode = gr.Radio(
+            CLICK_MODES, value="box", label="A click on the image", scale=4, elem_id="sam3-click-mode"
+        )
+        clear_clicks = gr.Button("Clear clicks", size="sm", scale=1, min_width=90, elem_id="sam3-clear-clicks")
     hint = gr.Markdown(elem_id="sam3-hint")
     answer = gr.Markdown(elem_id="sam3-answer")
     table = gr.Dataframe(
@@ -257,7 +273,7 @@ def _results() -> _Results:
         height=190,
         elem_id="sam3-files",
     )
-    return _Results(overlay, hint, answer, table, files)
+    return _Results(overlay, click_mode, clear_clicks, hint, answer, table, files)
 
 
 def _refine_panel() -> _RefinePanel:
@@ -321,8 +337,9 @@ def _wire_chat(page: _Page, callbacks: _Callbacks, concurrency: int) -> None:
 
 
 def _wire_refine(page: _Page, callbacks: _Callbacks, concurrency: int) -> None:
-    """/refine, clicks on the overlay (box corners) and clearing the exemplars."""
+    """/refine, clicks on the overlay (box corners, or points on one object) and clearing exemplars / clicks."""
     refine, overlay, hint, state = page.refine, page.results.overlay, page.results.hint, page.state
+    r, s = page.results, page.settings
     refine.refine.click(
         callbacks.refine_box,
         [refine.box, refine.polarity, refine.phrase, *page.settings_inputs, state],
@@ -330,11 +347,14 @@ def _wire_refine(page: _Page, callbacks: _Callbacks, concurrency: int) -> None:
         **_endpoint("refine", concurrency),
     )
     overlay.select(
-        callbacks.pick,
-        [state],
-        [overlay, refine.box, hint, refine.panel, state],
-        show_progress="hidden",
+        callbacks.select,
+        [r.click_mode, s.score, s.mask, state],
+        [page.chat.chatbot, overlay, refine.box, hint, refine.panel, r.answer, r.table, r.files, state],
+        show_progress="minimal",
         api_visibility="private",
+    )
+    r.clear_clicks.click(
+        callbacks.clear_clicks, [state], [overlay, hint, r.answer, r.table, r.files, state], api_visibility="private"
     )
     refine.clear.click(callbacks.clear_exemplars, [state], [overlay, refine.box, hint, state], api_visibility="private")
 
@@ -380,12 +400,37 @@ class _Callbacks:
         opened = gr.Accordion(open=True) if s.box is not None else gr.skip()
         return s.display_image(), _box_value(s), s.hint, opened, s
 
+    def select(
+        self, click_mode: str, score_value: float, mask_value: float, session: DemoSession, evt: gr.SelectData
+    ) -> tuple[Any, ...]:
+        """A click on the overlay: a box corner (``pick``), or a point on / off one object (the tracker)."""
+        if click_mode not in ("positive", "negative"):
+            overlay, box, hint, opened, s = self.pick(session, evt)
+            return gr.skip(), overlay, box, hint, opened, gr.skip(), gr.skip(), gr.skip(), s
+        x, y = evt.index
+        values = _settings("segment", score_value, mask_value, "", "", "")
+        s = self.handlers.click(session, x, y, click_mode == "positive", values)
+        return list(s.chat), s.display_image(), gr.skip(), s.hint, gr.skip(), *_result_values(s), s
+
+    def clear_clicks(self, session: DemoSession) -> tuple[Any, ...]:
+        s = self.handlers.clear_clicks(session)
+        return s.display_image(), s.hint, *_result_values(s), s
+
     def clear_exemplars(self, session: DemoSession) -> tuple[Any, ...]:
         s = self.handlers.clear_exemplars(session)
         return s.display_image(), "", s.hint, s
 
     def start_over(self, session: DemoSession) -> tuple[Any, ...]:
         return (*_View()(self.handlers.reset(session)), "")
+
+
+def _result_values(s: DemoSession) -> tuple[Any, Any, Any]:
+    """The answer, table and downloads panels for the session's latest result."""
+    if s.result is None:
+        return "", _table([]), None
+    heading = {"answer": "Answer", "segmentation": "Segmentation", "click": "Clicked object"}[s.result.kind]
+    files = [str(p) for p in s.result.files]
+    return f"#### {heading}\n{s.result.markdown}", _table(fmt.table_rows(s.result.instances)), files
 
 
 def _settings(mode: str, score: float, mask: float, url: str, model: str, key: str) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def demo(
         int, typer.Option(min=0, help="Images whose backbone features stay cached (shared by all users).")
     ] = 8,
 ) -> None:
-    """Start the browser chat demo: upload an image, ask questions, refine with exemplar boxes."""
+    """Start the browser chat demo: upload an image, ask questions, refine with exemplar boxes, click on objects."""
     from sam3_agent.agent.llm_settings import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, ENV_TOOL_MODE
     from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
 
@@ -72,6 +72,7 @@ def demo(
         code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError | PromptError) else EXIT_FAILURE
         raise typer.Exit(code) from None
     from sam3_agent.demo.app import build_demo, launch_demo
+    from sam3_agent.engine.protocol import clicker_for
 
     mode = f"agent mode, answered by {config.answered_by}"
     if not config.llm_model:
@@ -80,9 +81,11 @@ def demo(
         where = f"SAM 3 runs on the segmentation server {segmenter.base_url}"
     else:
         where = f"SAM 3 loaded on {getattr(segmenter, 'device', 'this machine')}"
-    console.print(f"{where}; the page starts in {mode}.", highlight=False)
+    clicker = clicker_for(segmenter)  # point clicks: SAM 3's tracker on the engine's backbone (loaded on first click)
+    clicks = "" if clicker is not None else " Point clicks are off: the checkpoint has no tracker."
+    console.print(f"{where}; the page starts in {mode}.{clicks}", highlight=False)
     launch_demo(
-        build_demo(segmenter, config),
+        build_demo(segmenter, config, clicker=clicker),
         host=host,
         port=port,
         share=share,

@@ -19,7 +19,7 @@ ChatMessage = dict[str, Any]
 
 TABLE_HEADERS = ["id", "phrase", "score", "area (px)", "box x0, y0, x1, y1"]
 
-_MASK_TOOLS = {"segment_phrases", "refine_with_exemplars"}
+_MASK_TOOLS = {"segment_phrases", "refine_with_exemplars", "segment_at"}
 _SPLIT = re.compile(r"[,;\n]+")
 MAX_PHRASE_CHARS = 120
 
@@ -67,6 +67,9 @@ def step_title(step: TraceStep) -> str:
         n_neg = len(args.get("negative_ids") or []) + len(args.get("negative_boxes") or [])
         phrase = f'"{args["phrase"]}" with ' if isinstance(args.get("phrase"), str) else ""
         detail = f"{phrase}{n_pos} positive, {n_neg} negative exemplar(s)"
+    elif step.tool == "segment_at":
+        n_pos, n_neg = len(args.get("points") or []), len(args.get("negative_points") or [])
+        detail = f"{n_pos} point(s) on, {n_neg} off the object" + (", a box" if args.get("box") else "")
     elif step.tool == "spatial_filter":
         relation = ("not " if args.get("negate") else "") + str(args.get("relation", "?")).replace("_", " ")
         detail = f"{_ids(args.get('subject_ids') or [])} {relation} {_ids(args.get('anchor_ids') or [])}"

@@ -26,10 +26,11 @@ from sam3_agent.agent.llm_settings import LLMSettings
 from sam3_agent.agent.loop import Sam3Agent
 from sam3_agent.agent.messages import ChatModel
 from sam3_agent.demo import formatting as fmt
+from sam3_agent.demo.clicking import add_click, clear_clicks
 from sam3_agent.demo.config import DemoConfig, TurnSettings
 from sam3_agent.demo.session import DemoSession, ShownResult
 from sam3_agent.demo.streaming import stream_agent
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Clicker, Segmenter
 from sam3_agent.errors import ImageError, LLMError, PromptError, Sam3AgentError
 from sam3_agent.images import decode_image
 from sam3_agent.outputs import SegmentationRecord, write_json_atomic, write_mask_pngs
@@ -55,6 +56,8 @@ class DemoHandlers:
         config: server-side settings.
         chat_model_factory: builds the chat model for one question from its ``LLMSettings``, None meaning
             the built-in planner (default: ``make_chat_model``).
+        clicker: the click engine (SAM 3's tracker) of point clicks on the image and of the agent's
+            ``segment_at`` tool; None: clicks answer that they need the tracker.
     """
 
     def __init__(
@@ -63,8 +66,10 @@ class DemoHandlers:
         config: DemoConfig | None = None,
         *,
         chat_model_factory: ChatModelFactory = make_chat_model,
+        clicker: Clicker | None = None,
     ) -> None:
         self.segmenter = segmenter
+        self.clicker = clicker
         self.config = config or DemoConfig()
         self.chat_model_factory = chat_model_factory
         if self.config.workdir is None:
@@ -143,6 +148,7 @@ class DemoHandlers:
         agent = Sam3Agent(
             self.segmenter,
             self.chat_model_factory(settings),
+            clicker=self.clicker,
             thresholds=turn.thresholds,
             max_turns=self.config.max_turns,
         )
@@ -275,6 +281,22 @@ class DemoHandlers:
         session.corner = None
         session.box = (min(cx, px), min(cy, py), max(cx, px) + 1, max(cy, py) + 1)
         session.hint = f"Box [{_box_text(session.box)}] drawn: choose positive or negative, then press Refine."
+        return session
+
+    # -- clicks on one object -------------------------------------------------------------------------------------
+
+    def click(self, session: DemoSession, x: float, y: float, positive: bool, settings: Settings) -> DemoSession:
+        """A click at pixel (x, y) of the original image in point mode: a point on the object (``positive``) or
+        off it; the tracker segments the object from all points so far (``sam3_agent.demo.clicking``)."""
+        try:
+            turn = settings if isinstance(settings, TurnSettings) else TurnSettings.parse(**settings)
+            add_click(self.clicker, self.root, session, x, y, positive, turn.thresholds)
+        except Exception as exc:
+            self._fail(session, exc)
+        return session
+
+    def clear_clicks(self, session: DemoSession) -> DemoSession:
+        clear_clicks(session)
         return session
 
     def clear_exemplars(self, session: DemoSession) -> DemoSession:

@@ -32,7 +32,7 @@ class ShownResult:
     ``files`` are the downloads (the JSON record with COCO RLE masks, then one PNG per selected mask).
     """
 
-    kind: Literal["answer", "segmentation"]
+    kind: Literal["answer", "segmentation", "click"]
     markdown: str
     instances: tuple[Instance, ...]
     overlay: Image.Image
@@ -47,7 +47,8 @@ class DemoSession:
     ``chat``: the Chatbot messages; ``image``: the current image (RGB, EXIF applied), the one every
     question and refinement is about; ``result``: the latest answer or segmentation; ``phrase``: the phrase
     exemplar refinement re-runs; ``exemplars``: boxes accumulated for ``exemplar_phrase``; ``corner``: first
-    click of a box being drawn; ``box``: the last box drawn, not yet used; ``hint``: a line under the image.
+    click of a box being drawn; ``box``: the last box drawn, not yet used; ``hint``: a line under the image;
+    ``clicks``: the points clicked on one object, (x, y, label) with label 1 on it and 0 off it.
     """
 
     chat: list[ChatMessage] = field(default_factory=list)
@@ -59,6 +60,7 @@ class DemoSession:
     exemplar_phrase: str | None = None
     corner: tuple[int, int] | None = None
     box: BoxXYXY | None = None
+    clicks: list[tuple[int, int, int]] = field(default_factory=list)
     hint: str = ""
     workdir: Path | None = None
     runs: int = 0
@@ -71,6 +73,7 @@ class DemoSession:
         self.result = None
         self.phrase = ""
         self.forget_exemplars()
+        self.clicks = []
 
     def forget_exemplars(self) -> None:
         self.exemplars = []
@@ -98,7 +101,8 @@ class DemoSession:
     def display_image(self) -> Image.Image | None:
         """The image panel: the overlay (or the plain image) with exemplar boxes and the box being drawn.
 
-        Positive exemplars are green, negative red, the drawn-but-unused box yellow, a first corner a cross.
+        Positive exemplars are green, negative red, the drawn-but-unused box yellow, a first corner a cross;
+        clicked points are dots, green on the object and red off it.
         """
         base = self.result.overlay if self.result is not None else self.image
         if base is None:
@@ -106,7 +110,7 @@ class DemoSession:
         marks = [(ex.box, POSITIVE if ex.positive else NEGATIVE) for ex in self.exemplars]
         if self.box is not None:
             marks.append((self.box, DRAWN))
-        if not marks and self.corner is None:
+        if not marks and self.corner is None and not self.clicks:
             return base
         shown = base.copy()
         draw = ImageDraw.Draw(shown)
@@ -118,4 +122,8 @@ class DemoSession:
             arm = max(6, 4 * width)
             draw.line((x - arm, y, x + arm, y), fill=DRAWN, width=width)
             draw.line((x, y - arm, x, y + arm), fill=DRAWN, width=width)
+        radius = 2 * width
+        for x, y, label in self.clicks:
+            dot = (x - radius, y - radius, x + radius, y + radius)
+            draw.ellipse(dot, fill=POSITIVE if label else NEGATIVE, outline=(255, 255, 255), width=max(1, width // 2))
         return shown

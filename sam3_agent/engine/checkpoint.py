@@ -8,7 +8,10 @@ loaded or downloaded at import time.
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,11 +19,12 @@ from sam3_agent.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
-    from transformers import Sam3Model, Sam3Processor
+    from transformers import Sam3Model, Sam3Processor, Sam3TrackerModel, Sam3TrackerProcessor
 
 DEFAULT_CHECKPOINT = "facebook/sam3"
 CHECKPOINT_ENV = "SAM3_CHECKPOINT"
 SAM3_MODEL_TYPES = ("sam3", "sam3_video")  # Sam3Model also loads the detector out of a sam3_video checkpoint
+TRACKER_MODEL_TYPES = ("sam3_video", "sam3_tracker", "sam3_tracker_video")  # hold the tracker (point / box clicks)
 
 HOW_TO_GET_WEIGHTS = (
     "To use the real SAM 3 weights: accept the license of facebook/sam3 on the Hugging Face hub "
@@ -54,19 +58,25 @@ def _fail(what: str) -> CheckpointError:
     return CheckpointError(f"{what}\n{HOW_TO_GET_WEIGHTS}")
 
 
-def _check_local_dir(directory: Path) -> None:
-    """Raise CheckpointError unless ``directory`` holds a SAM 3 config.json."""
+def _model_type(directory: Path) -> object:
+    """The ``model_type`` in ``directory``'s config.json (CheckpointError if there is none to read)."""
     if not directory.is_dir():
         raise _fail(f"SAM 3 checkpoint directory {str(directory)!r} does not exist or is not a directory.")
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise _fail(f"{str(directory)!r} has no config.json: expected a SAM 3 checkpoint directory.")
     try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        return json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
         raise _fail(f"cannot read {str(config_file)!r}: {exc}") from exc
+
+
+def _check_local_dir(directory: Path) -> None:
+    """Raise CheckpointError unless ``directory`` holds a SAM 3 config.json."""
+    model_type = _model_type(directory)
     if model_type not in SAM3_MODEL_TYPES:
-        raise _fail(f"{str(config_file)!r} is for model type {model_type!r}, expected one of {SAM3_MODEL_TYPES}.")
+        config_file = str(directory / "config.json")
+        raise _fail(f"{config_file!r} is for model type {model_type!r}, expected one of {SAM3_MODEL_TYPES}.")
 
 
 def load_sam3(
@@ -108,3 +118,77 @@ def load_sam3(
         kind = "directory" if is_local else "hub id"
         raise _fail(f"could not load SAM 3 from {kind} {spec!r}: {type(exc).__name__}: {exc}") from exc
     return model.to(device).eval(), processor, spec
+
+
+TRACKER_MISSING = (
+    "clicks (points / boxes -> one object) need the SAM 3 tracker, which the full checkpoint holds: facebook/sam3 "
+    "(model type 'sam3_video'), or a tiny random one from `python tools/make_tiny_checkpoint.py --tracker DIR`"
+)
+
+
+def has_tracker(checkpoint: str | Path | None = None) -> bool:
+    """Whether ``checkpoint`` (resolved as ``resolve_checkpoint``) holds the SAM 3 tracker, without loading it.
+
+    A local directory says so in its config.json (model type in ``TRACKER_MODEL_TYPES``; a detector-only
+    ``sam3`` directory does not); a hub id is taken to (``facebook/sam3`` does) and is checked when loaded.
+    """
+    spec = resolve_checkpoint(checkpoint)
+    if not looks_like_path(spec):
+        return True
+    try:
+        return _model_type(Path(spec).expanduser()) in TRACKER_MODEL_TYPES
+    except CheckpointError:
+        return False
+
+
+def load_sam3_tracker(
+    checkpoint: str | Path | None = None, *, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> tuple[Sam3TrackerModel, Sam3TrackerProcessor, str]:
+    """Load ``Sam3TrackerModel`` (eval mode, on ``device``, in ``dtype``) and ``Sam3TrackerProcessor``.
+
+    The same conventions as ``load_sam3``: a local directory or a hub id, None resolving as
+    ``resolve_checkpoint``. The full SAM 3 checkpoint (model type ``sam3_video``) serves both: transformers
+    maps its detector backbone and ``tracker_neck`` into the tracker's vision encoder.
+
+    Raises:
+        CheckpointError: as ``load_sam3``, and for a checkpoint without the tracker (a detector-only ``sam3``
+            directory); the message says where to get one that has it.
+    """
+    spec = resolve_checkpoint(checkpoint)
+    is_local = looks_like_path(spec)
+    source = str(Path(spec).expanduser()) if is_local else spec
+    import torch
+    from transformers import AutoConfig, Sam3TrackerModel, Sam3TrackerProcessor
+
+    try:
+        model_type = _model_type(Path(source)) if is_local else AutoConfig.from_pretrained(source).model_type
+        if model_type not in TRACKER_MODEL_TYPES:
+            raise CheckpointError(f"SAM 3 checkpoint {spec!r} is of model type {model_type!r}: {TRACKER_MISSING}.")
+        with _expected_type_notice_muted():
+            model = Sam3TrackerModel.from_pretrained(source, dtype=dtype or torch.float32)
+        processor = Sam3TrackerProcessor.from_pretrained(source)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # transformers / huggingface_hub raise many types (OSError, HTTP, gated, offline)
+        kind = "directory" if is_local else "hub id"
+        raise _fail(f"could not load the SAM 3 tracker from {kind} {spec!r}: {type(exc).__name__}: {exc}") from exc
+    return model.to(device).eval(), processor, spec
+
+
+class _TrackerFromFullCheckpoint(logging.Filter):
+    """Drops transformers' warning that a ``sam3_video`` config builds a ``sam3_tracker`` model: that is how the
+    full checkpoint is meant to load (transformers' own SAM 3 tracker documentation does it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "to instantiate a model of type `sam3_tracker`" not in record.getMessage()
+
+
+@contextmanager
+def _expected_type_notice_muted() -> Iterator[None]:
+    config_logger = logging.getLogger("transformers.configuration_utils")
+    muted = _TrackerFromFullCheckpoint()
+    config_logger.addFilter(muted)
+    try:
+        yield
+    finally:
+        config_logger.removeFilter(muted)

@@ -4,6 +4,11 @@
 weights take (``Sam3Model``, ``Sam3Processor`` with ``Sam3ImageProcessor`` and a ``CLIPTokenizer``). Its
 masks and scores are random: it exercises code paths, not segmentation quality.
 
+By default it holds the detector alone (model type ``sam3``). With ``tracker=True`` it has the layout of the
+real ``facebook/sam3`` directory (model type ``sam3_video``: detector, tracker and the tracker's neck; see
+``sam3_agent.engine.tiny_tracker``), which also loads as ``Sam3TrackerModel`` + ``Sam3TrackerProcessor``: the
+click engine's path (``sam3_agent.engine.clicks``).
+
 Sizes:
 
 * ``"tiny"``: 224x224 input, two-layer 32-wide towers, 20 queries; about 300 K parameters (1 MB), a
@@ -163,7 +168,7 @@ def _config(dims: _Dims, vocab_size: int, bos: int, eos: int) -> Sam3Config:
 
 
 def make_tiny_checkpoint(
-    out_dir: str | Path, *, seed: int = 0, image_size: int | None = None, size: Size = "tiny"
+    out_dir: str | Path, *, seed: int = 0, image_size: int | None = None, size: Size = "tiny", tracker: bool = False
 ) -> Path:
     """Write a randomly initialised SAM 3 checkpoint directory and return its path.
 
@@ -173,6 +178,8 @@ def make_tiny_checkpoint(
         seed: torch seed for the random weights (same seed, same weights).
         image_size: square input size in pixels, a multiple of 14 (default 224 for "tiny", 1008 for "mid").
         size: "tiny" (unit tests) or "mid" (benchmarks); see the module docstring.
+        tracker: also write the SAM 3 tracker (points / boxes -> one mask), in the real checkpoint's
+            ``sam3_video`` layout; the detector alone when False.
 
     Raises:
         ConfigError: unknown size or an image size that is not a positive multiple of 14.
@@ -187,15 +194,21 @@ def make_tiny_checkpoint(
     vocab, merges = _bpe_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
     config = _config(dims, len(vocab), bos=vocab["<|startoftext|>"], eos=vocab["<|endoftext|>"])
-    torch.manual_seed(seed)
-    model = Sam3Model(config).eval()
     mask_side = 4 * (dims.image_size // 14)
     image_processor = Sam3ImageProcessor(
         size={"height": dims.image_size, "width": dims.image_size},
         mask_size={"height": mask_side, "width": mask_side},
     )
-    processor = Sam3Processor(image_processor=image_processor, tokenizer=tokenizer)
     out = Path(out_dir)
+    if tracker:
+        from sam3_agent.engine.tiny_tracker import save_full_checkpoint
+
+        kwargs = {"hidden": dims.hidden, "heads": dims.heads, "seed": seed}
+        save_full_checkpoint(out, config, image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+        return out
+    torch.manual_seed(seed)
+    model = Sam3Model(config).eval()
+    processor = Sam3Processor(image_processor=image_processor, tokenizer=tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)

@@ -9,7 +9,8 @@ Repeated phrases and exemplar refinements on one image therefore never re-run th
 
 Conventions: images are PIL images as displayed (already EXIF-transposed: ``sam3_agent.images.load_image``);
 exemplar boxes are XYXY pixels of that image; instances come back in its pixel coordinates.
-This module, ``prompt_sharing``, ``checkpoint`` and ``tiny`` are the only ones importing torch / transformers.
+This module, ``prompt_sharing``, ``checkpoint``, ``tiny``, ``tiny_tracker`` and ``clicks`` (the click tracker)
+are the only ones importing torch / transformers.
 """
 
 from __future__ import annotations
@@ -213,6 +214,12 @@ class Sam3Engine:
         """The ``Sam3Processor`` (loads it if needed)."""
         return self._loaded()[1]
 
+    @property
+    def query_cap(self) -> int:
+        """The detector's object queries (200 in the released SAM 3): no pass returns more instances per prompt.
+        Results near it may be saturated; ``sam3_agent.engine.tiling.TiledSegmenter`` segments past it."""
+        return int(self.model.config.detr_decoder_config.num_queries)
+
     # -- the backbone phase ----------------------------------------------------------------------------
 
     @property
@@ -242,6 +249,14 @@ class Sam3Engine:
             self._features(image, digest)
             return digest
 
+    def vision_trunk(self, image: Image.Image, digest: str | None = None) -> torch.Tensor:
+        """The ViT backbone's output for ``image`` (batch 1, tokens, width), from the feature cache: the backbone
+        runs only on a miss. SAM 3's tracker reads this same backbone through its own neck
+        (``sam3_agent.engine.clicks``). ``digest``: the image's ``image_digest`` when the caller has it."""
+        with self._lock:
+            image = _check_image(image)
+            return self._features(image, digest or image_digest(image)).vision.last_hidden_state
+
     def _features(self, image: Image.Image, digest: str) -> _Features:
         cached = self._cache.get(digest)
         if cached is not None:
@@ -252,8 +267,10 @@ class Sam3Engine:
         with torch.inference_mode():
             vision = model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
         self.backbone_calls += 1
-        # Keep only what prompt passes read (not the ViT's last_hidden_state / hidden_states).
+        # Keep what prompt passes read, and the ViT trunk's output for the click tracker (``vision_trunk``: about
+        # 10% more memory than the FPN levels); not the per-layer hidden_states.
         kept = Sam3VisionEncoderOutput(
+            last_hidden_state=vision.last_hidden_state,
             fpn_hidden_states=tuple(vision.fpn_hidden_states),
             fpn_position_encoding=tuple(vision.fpn_position_encoding),
         )

@@ -33,7 +33,7 @@ _DATA_HELP = (
     "JSON/JSONL file; coco-count: a COCO instances JSON; folder: a folder of images; synthetic: a folder (written "
     "if it holds no synthetic set); answers: the folder for answers.json (optional)."
 )
-ANSWER_CASES = 375
+ANSWER_CASES = 405
 """Default number of answer-suite cases (``answers.DEFAULT_CASES``; not imported here to keep --help fast)."""
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from sam3_agent.engine.tiling import TileMode
 from sam3_agent.schema import BoxArg
 
 IMAGE_HELP = (
@@ -81,6 +82,13 @@ ScoreThreshold = Annotated[
 MaskThreshold = Annotated[
     float | None, Field(ge=0.0, le=1.0, description="mask pixel probability cut (default: the server's, 0.5)")
 ]
+Tile = Annotated[
+    TileMode | None,
+    Field(
+        description="tiled segmentation for crowds and large images (SAM 3 finds at most ~200 objects per pass): "
+        "'always', 'never', or 'auto' (the default: tiles images longer than 2016 px and results near that limit)"
+    ),
+]
 CountPhrase = Annotated[
     str | None,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
@@ -110,6 +118,7 @@ class SegmentArgs(_Args):
     negative_boxes: NegativeBoxes = []
     score_threshold: ScoreThreshold = None
     mask_threshold: MaskThreshold = None
+    tile: Tile = None
 
     @model_validator(mode="after")
     def _has_prompt(self) -> SegmentArgs:
@@ -126,6 +135,7 @@ class CountArgs(_Args):
     positive_boxes: PositiveBoxes = []
     negative_boxes: NegativeBoxes = []
     score_threshold: ScoreThreshold = None
+    tile: Tile = None
 
     @model_validator(mode="after")
     def _has_prompt(self) -> CountArgs:

@@ -1,4 +1,5 @@
-"""sam3-agent as an MCP server (official ``mcp`` SDK, ``MCPServer``): segment, count and ask tools.
+"""sam3-agent as an MCP server (official ``mcp`` SDK, ``MCPServer``): segment, count and ask tools, and segment_at
+(one object from clicks) where the service has a click engine.
 
 Every tool result carries three things: a text summary (counts, ids, scores, boxes), the numbered overlay
 as PNG image content (longest side at most ``OVERLAY_MAX_SIDE``), and the full result as structured
@@ -34,6 +35,15 @@ from sam3_agent.integrations.args import (
     Question,
     ScoreThreshold,
     SegmentArgs,
+    Tile,
+)
+from sam3_agent.integrations.clicks import (
+    SEGMENT_AT_DESCRIPTION,
+    ClickBox,
+    ClickPoints,
+    ClickResult,
+    NegativeClickPoints,
+    SegmentAtArgs,
 )
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import Outcome, Sam3Service
@@ -45,7 +55,8 @@ INSTRUCTIONS = (
     "sam3-agent: SAM 3 concept segmentation. sam3_segment finds every instance of short noun phrases; "
     "sam3_count gives a de-duplicated count; sam3_ask answers questions about an image with an agent (the "
     "server's language model, or, when none is configured, a built-in planner that understands only common "
-    "query shapes: see its description). Images: a path inside the server's image folder, a data: URL, or "
+    "query shapes: see its description); sam3_segment_at (where the server has SAM 3's tracker) segments the one "
+    "object that points or a box designate. Images: a path inside the server's image folder, a data: URL, or "
     "base64. Boxes are [x0, y0, x1, y1] in pixels."
 )
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -91,6 +102,7 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
         negative_boxes: NegativeBoxes = (),  # type: ignore[assignment]
         score_threshold: ScoreThreshold = None,
         mask_threshold: MaskThreshold = None,
+        tile: Tile = None,
     ) -> Annotated[CallToolResult, SegmentResult]:
         args: SegmentArgs = _validated(
             SegmentArgs,
@@ -100,6 +112,7 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
             negative_boxes=list(negative_boxes),
             score_threshold=score_threshold,
             mask_threshold=mask_threshold,
+            tile=tile,
         )
         return _call(lambda: service.run(args))
 
@@ -109,6 +122,7 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
         positive_boxes: PositiveBoxes = (),  # type: ignore[assignment]
         negative_boxes: NegativeBoxes = (),  # type: ignore[assignment]
         score_threshold: ScoreThreshold = None,
+        tile: Tile = None,
     ) -> Annotated[CallToolResult, CountResult]:
         args: CountArgs = _validated(
             CountArgs,
@@ -117,6 +131,7 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
             positive_boxes=list(positive_boxes),
             negative_boxes=list(negative_boxes),
             score_threshold=score_threshold,
+            tile=tile,
         )
         return _call(lambda: service.run(args))
 
@@ -127,7 +142,32 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
     server.add_tool(sam3_segment, name="sam3_segment", description=SEGMENT_DESCRIPTION, annotations=_READ_ONLY)
     server.add_tool(sam3_count, name="sam3_count", description=COUNT_DESCRIPTION, annotations=_READ_ONLY)
     server.add_tool(sam3_ask, name="sam3_ask", description=service.ask_description, annotations=_ask_hints(service))
+    if service.can_click:
+        _add_click_tool(server, service)
     return server
+
+
+def _add_click_tool(server: MCPServer, service: Sam3Service) -> None:
+    """``sam3_segment_at``: ONE object from clicks (only on a service with a click engine: SAM 3's tracker)."""
+
+    def sam3_segment_at(
+        image: ImageRef,
+        points: ClickPoints = (),  # type: ignore[assignment]
+        negative_points: NegativeClickPoints = (),  # type: ignore[assignment]
+        box: ClickBox = None,
+        mask_threshold: MaskThreshold = None,
+    ) -> Annotated[CallToolResult, ClickResult]:
+        args: SegmentAtArgs = _validated(
+            SegmentAtArgs,
+            image=image,
+            points=list(points),
+            negative_points=list(negative_points),
+            box=box,
+            mask_threshold=mask_threshold,
+        )
+        return _call(lambda: service.run(args))
+
+    server.add_tool(sam3_segment_at, name="sam3_segment_at", description=SEGMENT_AT_DESCRIPTION, annotations=_READ_ONLY)
 
 
 def _ask_hints(service: Sam3Service) -> ToolAnnotations:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from sam3_agent.agent.tools import describe
+from sam3_agent.engine.tiling import SegmentReport
 from sam3_agent.schema import Answer, AnswerStatus, Instance, TraceStep
 
 MAX_SUMMARY_INSTANCES = 25
@@ -35,11 +36,12 @@ class SegmentResult(_Result):
     image_size: tuple[int, int] = Field(description="(height, width) of the image in pixels")
     phrases: list[PhraseCount]
     instances: list[Instance]
+    tiling: SegmentReport | None = Field(default=None, description="tiles used; results near SAM 3's query cap")
 
     def summary(self) -> str:
         counts = "; ".join(f"'{p.phrase}': {p.count}" for p in self.phrases)
         head = f"Found {len(self.instances)} instance(s) in the {_size(self.image_size)} image ({counts})."
-        return _with_instances(head, self.instances, self.image_size)
+        return _with_instances(head + _tiling_note(self.tiling), self.instances, self.image_size)
 
 
 class CountResult(_Result):
@@ -50,13 +52,14 @@ class CountResult(_Result):
     detected: int = Field(ge=0, description="instances above the score threshold before merging duplicates")
     image_size: tuple[int, int] = Field(description="(height, width) of the image in pixels")
     instances: list[Instance]
+    tiling: SegmentReport | None = Field(default=None, description="tiles used; results near SAM 3's query cap")
 
     def summary(self) -> str:
         merged = self.detected - self.count
         head = f"Count of '{self.phrase}': {self.count}"
         if merged:
             head += f" ({self.detected} detected, {merged} duplicate(s) merged)"
-        return _with_instances(head + ".", self.instances, self.image_size)
+        return _with_instances(head + "." + _tiling_note(self.tiling), self.instances, self.image_size)
 
 
 class AskResult(_Result):
@@ -90,6 +93,21 @@ class AskResult(_Result):
             head += f"\nCount: {self.count}"
         head += f"\nSelected {len(self.instances)} of {self.found} instance(s) found."
         return _with_instances(head, self.instances, self.image_size)
+
+
+def _tiling_note(report: SegmentReport | None) -> str:
+    """The sentences a summary adds: the tiles searched, and a warning per result near SAM 3's query cap."""
+    if report is None:
+        return ""
+    note = f" Searched in {report.tiles} overlapping tiles." if report.tiled else ""
+    for row in report.prompts:
+        if row.near_cap:
+            where = "one tile" if row.tiled else "the image"
+            note += (
+                f" Warning: '{row.phrase}' returned {row.largest_pass} in {where}, near SAM 3's limit of "
+                f"{report.query_cap} per pass: the count may be too low (try tile='always')."
+            )
+    return note
 
 
 def _size(image_size: tuple[int, int]) -> str:

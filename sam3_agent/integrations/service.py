@@ -17,9 +17,12 @@ from PIL import Image
 from pydantic import ValidationError
 
 from sam3_agent.agent.messages import ChatModel
-from sam3_agent.engine.protocol import Segmenter
-from sam3_agent.errors import ConfigError, PromptError
+from sam3_agent.engine.checkpoint import TRACKER_MISSING
+from sam3_agent.engine.protocol import Clicker, Segmenter, clicker_for
+from sam3_agent.engine.tiling import TiledSegmenter, TileMode
+from sam3_agent.errors import CheckpointError, ConfigError, PromptError
 from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs, ask_description
+from sam3_agent.integrations.clicks import ClickResult, SegmentAtArgs
 from sam3_agent.integrations.image_refs import ImageInput, ImageResolver
 from sam3_agent.integrations.results import AskResult, CountResult, PhraseCount, SegmentResult
 from sam3_agent.masks import nms
@@ -34,7 +37,7 @@ COUNT_IOM = 0.5
 OVERLAY_MAX_SIDE = 1024
 """Overlays sent over the wire are shrunk to this longest side (the structured result keeps full size)."""
 
-R = TypeVar("R", SegmentResult, CountResult, AskResult)
+R = TypeVar("R", SegmentResult, CountResult, AskResult, ClickResult)
 BoxList = Sequence[Sequence[float]]
 
 
@@ -99,6 +102,10 @@ class Sam3Service:
         images: how image references are resolved; default: paths under the current folder, no URLs.
         thresholds: defaults for calls that give none (score 0.5, mask 0.5).
         max_turns: the agent's turn limit in ``ask``.
+        tile: tiled segmentation (``sam3_agent.engine.tiling``) for calls that name none, and in ``ask``.
+        clicker: the click engine of ``segment_at`` and of the agent's ``segment_at`` tool; None:
+            ``clicker_for(segmenter)`` (SAM 3's tracker sharing a ``Sam3Engine``'s backbone when its checkpoint
+            has the tracker; the server's client clicks itself), which may be None: no clicks.
     """
 
     def __init__(
@@ -109,6 +116,8 @@ class Sam3Service:
         images: ImageResolver | None = None,
         thresholds: Thresholds | None = None,
         max_turns: int = 12,
+        tile: TileMode = "auto",
+        clicker: Clicker | None = None,
     ) -> None:
         if not isinstance(segmenter, Segmenter):
             raise ConfigError(f"segmenter must implement segment(image, prompts, thresholds), got {type(segmenter)}")
@@ -119,6 +128,8 @@ class Sam3Service:
         self.images = images if images is not None else ImageResolver()
         self.thresholds = thresholds or Thresholds()
         self.max_turns = max_turns
+        self.tile: TileMode = tile
+        self.clicker = clicker if clicker is not None else clicker_for(segmenter)
 
     @property
     def can_ask(self) -> bool:
@@ -144,6 +155,7 @@ class Sam3Service:
         negative_boxes: BoxList = (),
         score_threshold: float | None = None,
         mask_threshold: float | None = None,
+        tile: TileMode | None = None,
     ) -> Outcome[SegmentResult]:
         """Every instance of each phrase (one SAM 3 pass for all phrases).
 
@@ -157,14 +169,14 @@ class Sam3Service:
         pil = self.images.load(image)
         prompts = _prompts(phrases, positive_boxes, negative_boxes)
         thresholds = self._thresholds(score_threshold, mask_threshold)
-        per_prompt = self.segmenter.segment(pil, prompts, thresholds)
+        per_prompt, report = self._tiled(tile).segment_with_report(pil, prompts, thresholds)
         instances: list[Instance] = []
         counts: list[PhraseCount] = []
         for prompt, found in zip(prompts, per_prompt, strict=True):
             numbered = [inst.model_copy(update={"id": len(instances) + k}) for k, inst in enumerate(found, start=1)]
             instances += numbered
             counts.append(PhraseCount(phrase=prompt.label, count=len(numbered), ids=[i.id for i in numbered]))
-        result = SegmentResult(image_size=(pil.height, pil.width), phrases=counts, instances=instances)
+        result = SegmentResult(image_size=(pil.height, pil.width), phrases=counts, instances=instances, tiling=report)
         return Outcome(result, pil)
 
     def count(
@@ -175,6 +187,7 @@ class Sam3Service:
         positive_boxes: BoxList = (),
         negative_boxes: BoxList = (),
         score_threshold: float | None = None,
+        tile: TileMode | None = None,
     ) -> Outcome[CountResult]:
         """How many distinct objects match: instances above the score threshold, duplicates merged by
         intersection-over-minimum NMS at ``COUNT_IOM`` (SAM 3's counting recipe). The kept instances are
@@ -187,7 +200,7 @@ class Sam3Service:
         pil = self.images.load(image)
         (prompt,) = _prompts([phrase] if phrase else [], positive_boxes, negative_boxes)
         thresholds = self._thresholds(score_threshold, None)
-        (found,) = self.segmenter.segment(pil, [prompt], thresholds)
+        (found,), report = self._tiled(tile).segment_with_report(pil, [prompt], thresholds)
         kept = sorted(nms(found, COUNT_IOM, metric="iom"), key=lambda inst: -inst.score)
         kept = [inst.model_copy(update={"id": k}) for k, inst in enumerate(kept, start=1)]
         result = CountResult(
@@ -196,11 +209,15 @@ class Sam3Service:
             detected=len(found),
             image_size=(pil.height, pil.width),
             instances=kept,
+            tiling=report,
         )
         return Outcome(result, pil)
 
-    def run(self, args: SegmentArgs | CountArgs | AskArgs) -> Outcome[Any]:
+    def run(self, args: SegmentArgs | CountArgs | AskArgs | SegmentAtArgs) -> Outcome[Any]:
         """Run the tool whose validated arguments ``args`` are: the one unpacking all integrations share."""
+        if isinstance(args, SegmentAtArgs):
+            negative, box, threshold = args.negative_points, args.box, args.mask_threshold
+            return self.segment_at(args.image, args.points, negative_points=negative, box=box, mask_threshold=threshold)
         if isinstance(args, SegmentArgs):
             return self.segment(
                 args.image,
@@ -209,6 +226,7 @@ class Sam3Service:
                 negative_boxes=args.negative_boxes,
                 score_threshold=args.score_threshold,
                 mask_threshold=args.mask_threshold,
+                tile=args.tile,
             )
         if isinstance(args, CountArgs):
             return self.count(
@@ -217,8 +235,42 @@ class Sam3Service:
                 positive_boxes=args.positive_boxes,
                 negative_boxes=args.negative_boxes,
                 score_threshold=args.score_threshold,
+                tile=args.tile,
             )
         return self.ask(args.image, args.question)
+
+    @property
+    def can_click(self) -> bool:
+        """Whether :meth:`segment_at` has a click engine (SAM 3's tracker) to run on."""
+        return self.clicker is not None
+
+    def segment_at(
+        self,
+        image: ImageInput,
+        points: BoxList = (),
+        *,
+        negative_points: BoxList = (),
+        box: Sequence[float] | None = None,
+        mask_threshold: float | None = None,
+    ) -> Outcome[ClickResult]:
+        """The ONE object the clicks point at (SAM 3's tracker): ``points`` [x, y] on it, ``negative_points`` off
+        it, and/or a ``box`` around it, pixels of the image as loaded. Its instance has id 1.
+
+        Raises:
+            PromptError: no point and no box, a point outside the image, an empty box or one outside the image.
+            ImageError: the image reference is refused or unreadable.
+            CheckpointError: there is no click engine (e.g. a detector-only checkpoint).
+        """
+        if self.clicker is None:
+            raise CheckpointError(f"this sam3-agent has no click engine: {TRACKER_MISSING}")
+        pil = self.images.load(image)
+        clicked = [(p[0], p[1]) for p in (*points, *negative_points)]
+        labels = [1] * len(points) + [0] * len(negative_points)
+        clicked_box = None if box is None else (box[0], box[1], box[2], box[3])
+        thresholds = self._thresholds(None, mask_threshold)
+        found = self.clicker.segment_at(pil, clicked, labels, clicked_box, thresholds)
+        instances = [found.model_copy(update={"id": 1})] if found.area else []
+        return Outcome(ClickResult(phrase=found.phrase, image_size=(pil.height, pil.width), instances=instances), pil)
 
     def ask(self, image: ImageInput, question: str, *, max_turns: int | None = None) -> Outcome[AskResult]:
         """Answer a question with the agent: the configured LLM driving SAM 3, or the built-in planner (which
@@ -235,7 +287,16 @@ class Sam3Service:
     def _agent(self, max_turns: int | None) -> Sam3Agent:
         from sam3_agent.agent.loop import Sam3Agent
 
-        return Sam3Agent(self.segmenter, self.llm, thresholds=self.thresholds, max_turns=max_turns or self.max_turns)
+        segmenter = self._tiled(None)
+        turns = max_turns or self.max_turns
+        return Sam3Agent(segmenter, self.llm, clicker=self.clicker, thresholds=self.thresholds, max_turns=turns)
+
+    def _tiled(self, tile: TileMode | None) -> TiledSegmenter:
+        """The segmenter behind tiling in ``tile`` mode (None: the service's); a ``TiledSegmenter`` given as the
+        segmenter keeps its options."""
+        if isinstance(self.segmenter, TiledSegmenter):
+            return self.segmenter.with_mode(tile) if tile else self.segmenter
+        return TiledSegmenter(self.segmenter, mode=tile or self.tile)
 
     def _thresholds(self, score: float | None, mask: float | None) -> Thresholds:
         update = {k: v for k, v in (("score", score), ("mask", mask)) if v is not None}

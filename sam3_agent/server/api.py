@@ -5,8 +5,11 @@ Endpoints (``/v1/*`` need the bearer token when one is configured):
 - ``POST /v1/images``: raw image bytes (``image/*`` or ``application/octet-stream``) or JSON
   ``{"image": <base64 or data URL>}`` -> ``{image_id, width, height}``. The id is the digest of the decoded
   RGB pixels, so registering an image again is free.
-- ``POST /v1/segment``: ``{image_id | image, prompts, thresholds?}`` -> ``{image_id, width, height,
-  instances}``, ``instances[i]`` being the ``Instance`` list of ``prompts[i]`` (``Segmenter.segment``).
+- ``POST /v1/segment``: ``{image_id | image, prompts, thresholds?, tile?}`` -> ``{image_id, width, height,
+  instances, tiling}``, ``instances[i]`` being the ``Instance`` list of ``prompts[i]`` (``Segmenter.segment``);
+  ``tile`` "always" / "auto" segments in tiles (``server.tiled``) and ``tiling`` reports how.
+- ``POST /v1/segment_at``: ``{image_id | image, points?, labels?, box?, thresholds?}`` -> ``{image_id, width,
+  height, instance}``: ONE object from clicks (``sam3_agent.server.clicks``; 501 without a click engine).
 - ``GET /v1/info``: segmenter, device and limits. ``GET /healthz``: the process is up. ``GET /readyz``:
   the model is loaded and the server not shutting down (503 otherwise). ``GET /metrics``: Prometheus.
 
@@ -32,16 +35,18 @@ from starlette.concurrency import run_in_threadpool
 
 import sam3_agent
 from sam3_agent.engine.feature_cache import image_digest
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Clicker, Segmenter, clicker_for
 from sam3_agent.errors import ConfigError
 from sam3_agent.images import decode_image
 from sam3_agent.schema import Thresholds
 from sam3_agent.server.batcher import Dispatcher, DynamicBatcher
+from sam3_agent.server.clicks import click_routes
 from sam3_agent.server.guard import RequestGuard, as_api_error, error_json, install_error_handlers
 from sam3_agent.server.image_registry import ImageRegistry
 from sam3_agent.server.jobs import SegmentJob, run_jobs
 from sam3_agent.server.metrics import ServerMetrics
 from sam3_agent.server.settings import ServerSettings
+from sam3_agent.server.tiled import query_cap_of, segment_tiled
 from sam3_agent.server.wire import (
     ApiError,
     ErrorBody,
@@ -88,13 +93,17 @@ class ServerState:
         self.draining = True
 
 
-def create_app(target: Segmenter | Dispatcher, settings: ServerSettings | None = None) -> FastAPI:
+def create_app(
+    target: Segmenter | Dispatcher, settings: ServerSettings | None = None, *, clicker: Clicker | None = None
+) -> FastAPI:
     """The FastAPI app serving ``target``.
 
     Args:
         target: a ``Segmenter`` (e.g. a ``Sam3Engine``: loaded in the background at startup if not yet
             loaded; requests are batched by a ``DynamicBatcher``), or a ready ``Dispatcher`` (Ray Serve).
         settings: batching, limits and auth; None means ``ServerSettings()`` (no token).
+        clicker: the click engine of ``/v1/segment_at``; None: ``clicker_for(target)`` (SAM 3's tracker sharing
+            a ``Sam3Engine``'s backbone, when its checkpoint has the tracker), else the route answers 501.
     """
     is_dispatcher = isinstance(target, Dispatcher) and not isinstance(target, Segmenter)
     if not is_dispatcher and not isinstance(target, Segmenter):
@@ -136,6 +145,7 @@ def create_app(target: Segmenter | Dispatcher, settings: ServerSettings | None =
     app.add_middleware(RequestGuard, token=settings.token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     install_error_handlers(app, metrics)
     app.include_router(_v1_routes(state))
+    app.include_router(click_routes(state, clicker if clicker is not None else clicker_for(target)))
     app.include_router(_ops_routes(state))
     return app
 
@@ -221,8 +231,14 @@ def _v1_routes(state: ServerState) -> APIRouter:
             for box in prompt.boxes:
                 box.check_inside(image.width, image.height)
         job = SegmentJob(image, image_id, tuple(body.prompts), body.thresholds or Thresholds())
-        found = await state.dispatcher.submit(job, settings.timeout_s)
-        answer = SegmentResponse(image_id=image_id, width=image.width, height=image.height, instances=found)
+        report = None
+        if body.tile == "never":
+            found = await state.dispatcher.submit(job, settings.timeout_s)
+        else:
+            found, report = await segment_tiled(state.dispatcher, state.target, job, body.tile, settings.timeout_s)
+        answer = SegmentResponse(
+            image_id=image_id, width=image.width, height=image.height, instances=found, tiling=report
+        )
         return Response(answer.model_dump_json(), media_type="application/json")
 
     @router.get("/info", response_model=ServerInfo)
@@ -239,6 +255,7 @@ def _v1_routes(state: ServerState) -> APIRouter:
             max_prompts=settings.max_prompts,
             max_body_bytes=settings.max_body_bytes,
             max_pixels=settings.max_pixels,
+            query_cap=query_cap_of(state.target),
         )
 
     return router

@@ -28,10 +28,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from sam3_agent.engine.feature_cache import image_digest
 from sam3_agent.engine.protocol import Segmenter
-from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
-from sam3_agent.schema import Instance, Prompt, Thresholds
+from sam3_agent.errors import CheckpointError, ConfigError, ImageError, PromptError, Sam3AgentError
+from sam3_agent.schema import BoxXYXY, ClickPrompt, Instance, Point, Prompt, Thresholds
 from sam3_agent.server.settings import TOKEN_ENV
-from sam3_agent.server.wire import ErrorType, ImageInfo, SegmentResponse, ServerInfo
+from sam3_agent.server.wire import ErrorType, ImageInfo, SegmentAtResponse, SegmentResponse, ServerInfo
 
 RETRY_STATUSES = frozenset({429, 502, 503})
 
@@ -90,6 +90,7 @@ class RemoteSegmenter:
         self._owns_client = client is None
         self._sleep = sleep
         self._ids: OrderedDict[str, str] = OrderedDict()  # local pixel digest -> server image id
+        self.query_cap: int | None = None  # the server's SAM 3 object queries per pass, known after load()
         self._lock = threading.Lock()
         self.registrations = 0
 
@@ -130,6 +131,38 @@ class RemoteSegmenter:
             return answer.instances
         raise SegmentationServerError("the server forgot the image right after registering it twice; is it overloaded?")
 
+    def segment_at(
+        self,
+        image: Image.Image,
+        points: Sequence[Point] = (),
+        labels: Sequence[int] | None = None,
+        box: BoxXYXY | None = None,
+        thresholds: Thresholds | None = None,
+    ) -> Instance:
+        """See ``Clicker.segment_at``: the clicked object, by SAM 3's tracker on the server (``/v1/segment_at``).
+
+        Raises:
+            PromptError: bad clicks (checked here first, then by the server). CheckpointError: the server has
+                no click engine (its checkpoint lacks the tracker). Otherwise as ``segment``.
+        """
+        rgb = _rgb(image)
+        prompt = ClickPrompt.of(points, labels, box)
+        prompt.check_inside(rgb.width, rgb.height)
+        body: dict[str, Any] = prompt.model_dump(mode="json")
+        if thresholds is not None:
+            body["thresholds"] = thresholds.model_dump(mode="json")
+        digest = image_digest(rgb)
+        for _ in range(2):  # a second try only if the server forgot the image
+            image_id = self._registered(rgb, digest)
+            try:
+                response = self._request("POST", "/v1/segment_at", json={"image_id": image_id, **body})
+            except _UnknownImage:
+                with self._lock:
+                    self._ids.pop(digest, None)
+                continue
+            return _parse(SegmentAtResponse, response).instance
+        raise SegmentationServerError("the server forgot the image right after registering it twice; is it overloaded?")
+
     # -- the rest of the API -------------------------------------------------------------------------------
 
     @property
@@ -138,7 +171,7 @@ class RemoteSegmenter:
 
     def load(self) -> RemoteSegmenter:
         """Check that the server answers and takes the token (``GET /v1/info``); returns self."""
-        self.info()
+        self.query_cap = self.info().query_cap
         return self
 
     def info(self) -> ServerInfo:
@@ -235,6 +268,8 @@ class RemoteSegmenter:
         where = f"segmentation server {self.base_url}"
         if kind == ErrorType.UNKNOWN_IMAGE:
             return _UnknownImage(message)
+        if kind == ErrorType.NOT_SUPPORTED:
+            return CheckpointError(f"the {where} cannot do this: {message}")
         if status in RETRY_STATUSES:
             return _Retryable(f"the {where} is unavailable (HTTP {status}): {message}", _retry_after(response))
         if status == 401:

@@ -87,6 +87,8 @@ def _serve_local(
     cache_size: int,
     log_level: str,
 ) -> None:
+    from sam3_agent.engine.clicks import ClickEngine
+    from sam3_agent.engine.protocol import clicker_for
     from sam3_agent.engine.transformers_engine import Sam3Engine
     from sam3_agent.server.api import create_app
     from sam3_agent.server.runner import serve_forever
@@ -94,9 +96,15 @@ def _serve_local(
     engine = Sam3Engine(checkpoint, device=device, dtype=dtype, cache_size=cache_size, max_batch=settings.max_batch)
     with _err.status(f"Loading SAM 3 from {engine.checkpoint} …", spinner="dots"):
         engine.load()
-    _err.print(f"SAM 3 on {engine.device} ({str(engine.dtype).removeprefix('torch.')}); serving http://{host}:{port}")
+        clicker = clicker_for(engine)  # /v1/segment_at: SAM 3's tracker on the engine's backbone
+        if isinstance(clicker, ClickEngine):
+            clicker.load()
+    clicks = "clicks on" if clicker is not None else "no clicks (a detector-only checkpoint)"
+    _err.print(
+        f"SAM 3 on {engine.device} ({str(engine.dtype).removeprefix('torch.')}), {clicks}; serving http://{host}:{port}"
+    )
     serve_forever(
-        create_app(engine, settings),
+        create_app(engine, settings, clicker=clicker),
         host=host,
         port=port,
         graceful_timeout=settings.drain_timeout_s,

@@ -14,8 +14,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sam3_agent.engine.tiling import SegmentReport, TileMode
 from sam3_agent.errors import ImageError
-from sam3_agent.schema import Instance, Prompt, Thresholds
+from sam3_agent.schema import MAX_CLICK_POINTS, BoxXYXY, Instance, Point, Prompt, Thresholds
 
 
 class ErrorType(StrEnum):
@@ -32,6 +33,7 @@ class ErrorType(StrEnum):
     OUT_OF_MEMORY = "out_of_memory"  # 503, with Retry-After
     UNAVAILABLE = "unavailable"  # 503: shutting down, model not loaded
     INTERNAL = "internal"  # 500
+    NOT_SUPPORTED = "not_supported"  # 501: not on this server (clicks without the SAM 3 tracker)
 
 
 class ApiError(Exception):
@@ -68,7 +70,8 @@ class RegisterImage(BaseModel):
 
 class SegmentRequest(BaseModel):
     """``POST /v1/segment``: a registered ``image_id`` or an inline ``image`` (base64 / data URL), the prompts
-    (exemplar boxes in XYXY pixels of that image) and optional thresholds (default: score 0.5, mask 0.5)."""
+    (exemplar boxes in XYXY pixels of that image), optional thresholds (default: score 0.5, mask 0.5) and
+    ``tile``: "never" (default), "always" or "auto" tiled segmentation (``sam3_agent.engine.tiling``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +79,7 @@ class SegmentRequest(BaseModel):
     image: str | None = None
     prompts: list[Prompt] = Field(min_length=1)
     thresholds: Thresholds | None = None
+    tile: TileMode = "never"
 
     @model_validator(mode="after")
     def _one_image(self) -> SegmentRequest:
@@ -85,12 +89,43 @@ class SegmentRequest(BaseModel):
 
 
 class SegmentResponse(BaseModel):
-    """Per prompt, in prompt order, the instances kept (sorted by score, ids 0..n-1; ``Segmenter.segment``)."""
+    """Per prompt, in prompt order, the instances kept (sorted by score, ids 0..n-1; ``Segmenter.segment``);
+    ``tiling``: the ``SegmentReport`` of a request with ``tile`` other than "never"."""
 
     image_id: str
     width: int
     height: int
     instances: list[list[Instance]]
+    tiling: SegmentReport | None = None
+
+
+class SegmentAtRequest(BaseModel):
+    """``POST /v1/segment_at``: a registered ``image_id`` or an inline ``image``, and the clicks on ONE object
+    (``ClickPrompt``'s fields: points with labels, and/or a box; see ``sam3_agent.server.clicks``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: str | None = None
+    image: str | None = None
+    points: list[Point] = Field(default=[], max_length=MAX_CLICK_POINTS, description="[[x, y], ...] pixels")
+    labels: list[int] | None = Field(default=None, description="per point: 1 on the object, 0 off it (default 1)")
+    box: BoxXYXY | None = Field(default=None, description="[x0, y0, x1, y1] around the object, pixels")
+    thresholds: Thresholds | None = Field(default=None, description="``mask`` applies (default 0.5)")
+
+    @model_validator(mode="after")
+    def _one_image(self) -> SegmentAtRequest:
+        if (self.image_id is None) == (self.image is None):
+            raise ValueError("give exactly one of image_id (from POST /v1/images) or image (base64 / data URL)")
+        return self
+
+
+class SegmentAtResponse(BaseModel):
+    """The clicked object (``Clicker.segment_at``) on the image ``image_id``."""
+
+    image_id: str
+    width: int
+    height: int
+    instance: Instance
 
 
 class ServerInfo(BaseModel):
@@ -103,6 +138,7 @@ class ServerInfo(BaseModel):
     max_prompts: int
     max_body_bytes: int
     max_pixels: int
+    query_cap: int | None = Field(default=None, description="SAM 3's object queries per pass (once loaded)")
 
 
 def decode_base64_image(text: str, max_bytes: int) -> bytes:

@@ -7,6 +7,9 @@ Reading a query, in order:
 2. intent: counting ("how many X", "count the X", "the number of X") or finding ("segment / find / show /
    where is / is there / which X ...", or a bare noun phrase);
 3. the target, recursively (:func:`parse_target`):
+   - set logic, loosest first: "X except Y" / "all X but Y" / "X other than Y" / "X that are not red" (the
+     objects of X that are not also objects of Y); "the part of X not covered by Y" / "X without Y" (one new
+     mask: X's pixels minus Y's) and "X covered by Y" / "the part of X under Y" (X's pixels within Y's);
    - "X between Y and Z";
    - orderings: "the leftmost / largest X", "the second X from the left", "the third largest X", "the
      last X on the right", "the closest X to Y";
@@ -23,7 +26,20 @@ from __future__ import annotations
 
 import re
 
-from sam3_agent.agent.planner.plan import Between, Closest, Objects, Plan, Ranked, Related, Target, Union
+from sam3_agent.agent.planner.plan import (
+    Between,
+    Closest,
+    Except,
+    MaskOperation,
+    Objects,
+    Part,
+    Plan,
+    Ranked,
+    Related,
+    Target,
+    Union,
+)
+from sam3_agent.agent.planner.words import plural, singular
 from sam3_agent.geometry import Ordering, Relation
 
 MAX_QUERY_WORDS = 40
@@ -139,6 +155,7 @@ FINDING = (
     r"^(?:is|are) there (?:any |a |an |some )?(?P<body>.+)$",
     r"^(?:do|can) you see (?:any |a |an |some )?(?P<body>.+)$",
     r"^tell me (?P<body>(?:where|which) .+)$",
+    r"^(?:what|which) (?P<body>(?:part|parts|portion|area|region|section) of .+)$",
     r"^which (?:is|are) (?P<body>.+)$",
     r"^which (?:one |ones )?(?:of the )?(?P<body>.+)$",
 )
@@ -165,6 +182,37 @@ COLOURS = frozenset(
 """After "in", these describe the subject ("the person in red"): the whole text stays one phrase."""
 EDGE_WORDS = frozenset(["on", "in", "at", "of", "to", "from", "by", "with", "the", "a", "an", "and", "or"])
 """Words a noun phrase neither starts nor ends with ("on the left" is not an object)."""
+
+EXCEPT_WORDS = (
+    "except for", "except", "excepting", "excluding", "but not", "but", "other than", "apart from", "aside from",
+    "save for", "not including", "with the exception of",
+)
+"""Between a target and the objects taken out of it: "all the cups except the red ones"."""
+ATTRIBUTES = (COLOURS - {"uniform", "costume", "disguise"}) | {
+    "wooden", "metal", "plastic", "empty", "full", "open", "closed", "broken", "ripe", "spotted",
+}
+"""Read after "not" as the objects to take out: "the cups that are not red" is the cups except the red cups."""
+COVER_WORDS: dict[str, MaskOperation] = {
+    "covered by": "intersection", "covered up by": "intersection", "hidden by": "intersection",
+    "occluded by": "intersection", "obscured by": "intersection", "overlapped by": "intersection",
+    "uncovered by": "difference", "without": "difference",
+}
+"""Between a target and the mask taken out of its pixels (or kept of them): "the table not covered by the cloth";
+"not" turns one operation into the other."""
+PART_WORDS = (
+    "part of", "parts of", "portion of", "portions of", "area of", "areas of", "region of", "regions of",
+    "section of", "bit of", "pixels of",
+)
+"""Before a target whose pixels are meant: after them the words of ``PART_PLACES`` are read as mask operations."""
+PART_PLACES: dict[str, MaskOperation] = {
+    **COVER_WORDS, "under": "intersection", "underneath": "intersection", "beneath": "intersection",
+    "behind": "intersection", "inside": "intersection", "inside of": "intersection", "in": "intersection",
+    "within": "intersection", "overlapping": "intersection", "overlapping with": "intersection",
+    "outside": "difference", "outside of": "difference",
+}
+"""After ``PART_WORDS``: "the part of the table under the cloth" (not the spatial relation "under")."""
+OVERLAP_WORDS = ("overlap", "intersection", "overlapping part", "overlapping area", "common area", "shared area")
+"""Nouns of the intersection of two targets: "the overlap of the table and the cloth"."""
 
 # --- compiled patterns ---------------------------------------------------------------------------------------
 
@@ -208,6 +256,24 @@ _PHRASE = re.compile(r"[a-z0-9][a-z0-9'\-]*(?: [a-z0-9][a-z0-9'\-]*){0,5}")
 _FILLER = [re.compile(p) for p in FILLER]
 _TRAILING = [re.compile(p) for p in TRAILING]
 _COMMAND = re.compile(rf"^(?:{_alternation(COMMANDS)})(?: me| us)?\b ?")
+_EXCEPT = re.compile(rf"^(?P<s>.+?),? (?:{_alternation(EXCEPT_WORDS)}) (?P<r>.+)$")
+_NOT_ATTRIBUTE = re.compile(
+    rf"^(?P<s>.+?) (?:(?:that|which) )?(?:is not|are not|isn't|aren't|not) (?P<attr>{_alternation(ATTRIBUTES)})$"
+)
+_NON_ATTRIBUTE = re.compile(rf"^non[- ]?(?P<attr>{_alternation(ATTRIBUTES)}) (?P<s>.+)$")
+_AFTER_ONES = {w.split()[0] for w in [*_RELATION_INDEX, *_CLOSEST_INDEX, *NOT_NEAR_WORDS]} | {
+    "that", "which", "who", "from", "between", "with",
+}
+_ONES = re.compile(rf"\b(?P<one>ones?)(?=$| (?:{_alternation(_AFTER_ONES)})\b)")
+_PART = re.compile(rf"^(?:{_alternation(PART_WORDS)}) (?P<x>.+)$")
+_COVERED = re.compile(rf"^(?P<s>.+?) {_LINK}(?P<w>{_alternation(COVER_WORDS)}) (?P<a>.+)$")
+_PART_PLACED = re.compile(rf"^(?P<s>.+?) {_LINK}(?P<w>{_alternation(PART_PLACES)}) (?P<a>.+)$")
+_COVERS_CLAUSE = re.compile(
+    r"^(?P<s>.+?) (?:(?:that|which) )?(?P<a>(?:the|a|an|this|these|those|its|their) .+?) "
+    r"(?P<neg>does not |doesn't |do not |don't )?(?:covers?|hides?)$"
+)
+_OVERLAP = re.compile(rf"^(?:the )?(?:{_alternation(OVERLAP_WORDS)}) (?:of|between) (?P<s>.+?) and (?P<a>.+)$")
+_OTHER_OPERATION: dict[MaskOperation, MaskOperation] = {"difference": "intersection", "intersection": "difference"}
 
 # --- reading a query -----------------------------------------------------------------------------------------
 
@@ -269,7 +335,7 @@ def parse_target(text: str) -> Target:
     text = _strip_determiners(text)
     if not text:
         raise NotUnderstood("it names no object to look for")
-    for reader in (_between, _ranked, _closest_first, _related, _listed):
+    for reader in (_except, _part, _between, _ranked, _closest_first, _related, _listed):
         target = reader(text)
         if target is not None:
             return target
@@ -279,6 +345,67 @@ def parse_target(text: str) -> Target:
 def _strip_determiners(text: str) -> str:
     text = _DETERMINER.sub("", text.strip(" ,") + " ").strip(" ,")
     return re.sub(r"^(?:is|are) ", "", text)
+
+
+def _except(text: str) -> Target | None:
+    """ "X except Y", "X that are not red", "non-red X": the objects of X that are not also objects of Y."""
+    if match := _EXCEPT.match(text):
+        subject = parse_target(match["s"])
+        return Except(subject, parse_target(_anaphora(match["r"], subject)), text)
+    match = _NOT_ATTRIBUTE.match(text) or _NON_ATTRIBUTE.match(text)
+    if match is None:
+        return None
+    subject, attribute = parse_target(match["s"]), match["attr"]
+    said = f"{match['s']} not {attribute}"  # the query's words, less "that are"
+    return Except(subject, Objects(f"{attribute} {_subject_phrase(subject)}"), said)
+
+
+def _anaphora(text: str, subject: Target) -> str:
+    """ "the red ones" -> "the red cups": "one" / "ones" stand for the subject's noun."""
+    match = _ONES.search(text)
+    if match is None:
+        return text
+    noun = _subject_phrase(subject).split()[-1]
+    noun = plural(singular(noun)) if match["one"] == "ones" else singular(noun)
+    return text[: match.start()] + noun + text[match.end() :]
+
+
+def _subject_phrase(target: Target) -> str:
+    """The noun phrase of the objects a target picks from: "cups" for "the leftmost cups on the table"."""
+    while not isinstance(target, Objects):
+        if isinstance(target, Union):
+            raise NotUnderstood(f"{target.text!r} names several kinds of object: say which 'ones' or 'not' means")
+        target = target.subject
+    return target.phrase
+
+
+def _part(text: str) -> Target | None:
+    """A new mask: "the part of X not covered by Y", "X without Y", "X covered by Y", "the overlap of X and Y"."""
+    if match := _OVERLAP.match(text):
+        return Part(parse_target(match["s"]), "intersection", parse_target(match["a"]), text)
+    if match := _PART.match(text):
+        body = _strip_determiners(match["x"])
+        return _placed(body, text, _PART_PLACED, PART_PLACES) or _covers(body, text) or parse_target(body)
+    return _placed(text, text, _COVERED, COVER_WORDS) or _covers(text, text)
+
+
+def _placed(text: str, said: str, pattern: re.Pattern[str], words: dict[str, MaskOperation]) -> Part | None:
+    match = pattern.match(text)
+    if match is None or (match["w"] == "in" and _strip_determiners(match["a"]) in COLOURS):
+        return None
+    operation = words[match["w"]]
+    if _negated(match):
+        operation = _OTHER_OPERATION[operation]
+    return Part(parse_target(match["s"]), operation, parse_target(match["a"]), said)
+
+
+def _covers(text: str, said: str) -> Part | None:
+    """ "X that the cloth (does not) cover(s)"."""
+    match = _COVERS_CLAUSE.match(text)
+    if match is None:
+        return None
+    operation: MaskOperation = "difference" if match["neg"] else "intersection"
+    return Part(parse_target(match["s"]), operation, parse_target(match["a"]), said)
 
 
 def _between(text: str) -> Target | None:

@@ -9,6 +9,9 @@ How a plan is carried out:
 - each noun phrase is segmented on its own, trying the plural/singular and then the head noun when it
   finds nothing (``words.fallbacks``); several masks of one phrase are de-duplicated with ``count_masks``;
 - relations, orderings and distances go to ``spatial_filter`` / ``between`` / ``order_masks`` / ``nearest``;
+- "X except Y" is ``combine_masks`` on the ids (mode "objects"), where Y is searched without its head-noun
+  fallback ("red cups" must not fall back to all the cups); "the part of X not covered by Y" makes one new
+  mask with ``combine_masks`` (mode "pixels");
 - a counting plan ends with the number of distinct objects (0 included); any other plan ends with
   ``final_answer`` on what was found, or ``no_match`` saying what was missing.
 """
@@ -30,14 +33,26 @@ from sam3_agent.agent.messages import (
     query_of,
 )
 from sam3_agent.agent.planner.grammar import NotUnderstood, parse_query
-from sam3_agent.agent.planner.plan import Between, Closest, Objects, Plan, Ranked, Related, Target, Union
-from sam3_agent.agent.planner.words import fallbacks, is_plural, plural, singular
+from sam3_agent.agent.planner.plan import (
+    Between,
+    Closest,
+    Except,
+    Objects,
+    Part,
+    Plan,
+    Ranked,
+    Related,
+    Target,
+    Union,
+)
+from sam3_agent.agent.planner.words import fallbacks, is_plural, other_number, plural, singular
 
 UNDERSTOOD = (
     "find / segment / show X; X and Y; X left of / right of / above / below / on / under / in / containing / "
     "next to / near Y; X between Y and Z; the X closest to / farthest from Y; X not on Y; the leftmost / "
     "rightmost / topmost / bottommost / largest / smallest X; the second X from the left; the third largest X; "
-    "the last X on the right; how many X (are left of Y); count the X; the number of X"
+    "the last X on the right; X except Y; all X but Y; X that are not red; the part of X not covered by Y; X "
+    "without Y; the part of X under / covered by Y; how many X (are left of Y); count the X; the number of X"
 )
 CONFIGURE_LLM = (
     "For other questions configure a language model: --llm-model NAME with --llm-base-url URL (any "
@@ -131,6 +146,10 @@ class _Execution:
                 return (yield from self._closest(target))
             case Ranked():
                 return (yield from self._ranked(target))
+            case Except():
+                return (yield from self._except(target))
+            case Part():
+                return (yield from self._part(target))
             case Union(parts=parts):
                 ids: list[int] = []
                 for part in parts:
@@ -138,11 +157,12 @@ class _Execution:
                 return list(dict.fromkeys(ids))
         raise TypeError(f"not a plan target: {target!r}")
 
-    def _objects(self, phrase: str) -> Generator[_Call, ToolMessage, list[int]]:
+    def _objects(self, phrase: str, *, head_noun: bool = True) -> Generator[_Call, ToolMessage, list[int]]:
         if phrase in self.found:
             return list(self.found[phrase][1])
         used, ids = phrase, []
-        for attempt in fallbacks(phrase):
+        tries = fallbacks(phrase) if head_noun else list(dict.fromkeys([phrase, other_number(phrase)]))
+        for attempt in tries:
             ids = list((yield from _ask(_Call("segment_phrases", {"phrases": [attempt]}))).instance_ids)
             if ids:
                 used = attempt
@@ -151,7 +171,7 @@ class _Execution:
             ids = sorted((yield from _ask(_Call("count_masks", {"ids": ids}))).instance_ids)
         self.found[phrase] = (used, ids)
         if not ids:
-            tried = ", ".join(repr(p) for p in fallbacks(phrase)[1:])
+            tried = ", ".join(repr(p) for p in tries[1:])
             self.notes.append(f"found no {phrase!r}" + (f", also tried {tried}" if tried else ""))
         elif used != phrase:
             self.notes.append(f"no {phrase!r} was found, so {used!r} stands in for it")
@@ -208,6 +228,41 @@ class _Execution:
         arguments = {"ids": subjects, "ordering": target.ordering, "k": target.k}
         return list((yield from _ask(_Call("order_masks", arguments))).instance_ids)
 
+    def _except(self, target: Except) -> Generator[_Call, ToolMessage, list[int]]:
+        subjects = yield from self._evaluate(target.subject)
+        if not subjects:
+            return []
+        removed = target.removed
+        if isinstance(removed, Objects):  # "red cups" falling back to "cups" would take out every cup
+            taken = yield from self._objects(removed.phrase, head_noun=False)
+        else:
+            taken = yield from self._evaluate(removed)
+        if not taken:
+            return subjects
+        arguments = {"operation": "difference", "first_ids": subjects, "second_ids": taken, "mode": "objects"}
+        kept = list((yield from _ask(_Call("combine_masks", arguments))).instance_ids)
+        if not kept:
+            self.notes.append(f"each of {_some(subjects, target.subject)} is also one of '{removed.text}'")
+        return kept
+
+    def _part(self, target: Part) -> Generator[_Call, ToolMessage, list[int]]:
+        subjects = yield from self._evaluate(target.subject)
+        if not subjects:
+            return []
+        operand = yield from self._evaluate(target.operand)
+        if not operand:  # nothing covers the subjects: all of them is not covered, none of them is
+            return subjects if target.operation == "difference" else []
+        arguments = {"operation": target.operation, "first_ids": subjects, "second_ids": operand}
+        result = yield from _ask(_Call("combine_masks", arguments))
+        made = list(result.instance_ids)
+        if made:
+            self.notes.append(result.content.splitlines()[0])  # where the new mask came from: "#7 = #1 minus #4"
+        elif target.operation == "difference":
+            self.notes.append(f"'{target.operand.text}' covers all of '{target.subject.text}'")
+        else:
+            self.notes.append(f"'{target.subject.text}' and '{target.operand.text}' do not overlap")
+        return made
+
     # --- answers -----------------------------------------------------------------------------------------
 
     def _finish_count(self, ids: list[int]) -> Program:
@@ -251,7 +306,7 @@ def _counted(n: int, target: Target) -> str:
     """The target's words with its subject noun in the number ``n`` asks for: "cup left of the laptop" for 1,
     "cups left of the laptop" for 2 (the words as they are when the subject cannot be found in them)."""
     subject = target
-    while isinstance(subject, Related | Between | Closest | Ranked):
+    while isinstance(subject, Related | Between | Closest | Ranked | Except | Part):
         subject = subject.subject
     if not isinstance(subject, Objects) or not target.text.startswith(subject.phrase):
         return target.text

@@ -9,8 +9,11 @@ used to phrase the answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from sam3_agent.geometry import Ordering, Relation
+
+MaskOperation = Literal["difference", "intersection"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,29 @@ class Union:
     text: str
 
 
-Target = Objects | Related | Between | Closest | Ranked | Union
+@dataclass(frozen=True)
+class Except:
+    """The subjects that are not also objects of ``removed`` ("the cups except the red ones"): a difference of
+    id sets, an object being removed when a mask of ``removed`` is the same object (no new mask)."""
+
+    subject: Target
+    removed: Target
+    text: str
+
+
+@dataclass(frozen=True)
+class Part:
+    """One new mask made of the subjects' pixels: those not covered by ``operand`` (``difference``: "the part
+    of the table not covered by the cloth") or those it covers (``intersection``: "the part of the table
+    under the cloth")."""
+
+    subject: Target
+    operation: MaskOperation
+    operand: Target
+    text: str
+
+
+Target = Objects | Related | Between | Closest | Ranked | Union | Except | Part
 
 
 @dataclass(frozen=True)
@@ -103,4 +128,8 @@ def _describe(target: Target) -> str:
             return f"{o} #{k} of {_describe(s)}"
         case Union(parts=parts):
             return " + ".join(_describe(p) for p in parts)
+        case Except(subject=s, removed=r):
+            return f"{_describe(s)} except {_describe(r)}"
+        case Part(subject=s, operation=o, operand=a):
+            return f"{_describe(s)} {'minus' if o == 'difference' else 'intersect'} {_describe(a)}"
     raise TypeError(f"not a plan target: {target!r}")

@@ -35,6 +35,7 @@ _IRREGULAR = {
     "hero": "heroes",
     "cactus": "cacti",
     "die": "dice",
+    "lens": "lenses",
 }
 _SINGULAR = {plural: singular for singular, plural in _IRREGULAR.items()}
 _INVARIANT = {"sheep", "deer", "fish", "scissors", "skis", "pants", "jeans", "shorts", "series", "species"}
@@ -66,7 +67,10 @@ def _singular(word: str) -> str:
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
     if word.endswith("es") and word[:-2].endswith(_SIBILANT):
-        return word[:-2]
+        stem = word[:-2]
+        if stem.endswith("s") and not (stem.endswith("ss") or (stem.endswith("us") and stem[-3:-2] not in _VOWELS)):
+            return word[:-1]  # vases -> vase, houses -> house (but glasses -> glass, buses -> bus)
+        return stem
     if word.endswith("s"):
         return word[:-1]
     return word

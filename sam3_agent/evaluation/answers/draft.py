@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sam3_agent.evaluation.answers.layout import Layout, boxes_around
 from sam3_agent.evaluation.answers.truth import Ambiguous, Facts
 from sam3_agent.evaluation.answers.vocab import SMALL, pick_words
-from sam3_agent.schema import AnswerStatus
+from sam3_agent.schema import AnswerStatus, Rle
 from sam3_agent.testing.scene import Scene
 
 MAX_SAME_PHRASE_IOM = 0.25
@@ -19,7 +19,9 @@ MAX_SAME_PHRASE_IOM = 0.25
 @dataclass(frozen=True)
 class Draft:
     """One built case: the scene, the query, and the expected answer (scene object indices, count, status).
-    ``duplicates`` goes to ``SceneSegmenter`` (near-duplicate masks per phrase)."""
+    ``duplicates`` and ``head_noun`` go to ``SceneSegmenter`` (near-duplicate masks per phrase; "cups" finding
+    "red cup" objects). ``masks`` are expected masks that are no scene object (a difference of two objects):
+    index ``len(scene.objects) + k`` in ``expected`` is ``masks[k]``."""
 
     scene: Scene
     query: str
@@ -27,6 +29,8 @@ class Draft:
     count: int | None = None
     status: AnswerStatus = "answered"
     duplicates: Mapping[str, int] = field(default_factory=dict)
+    head_noun: bool = False
+    masks: tuple[Rle, ...] = ()
 
 
 def maybe_duplicates(rng: random.Random, phrases: Iterable[str], p: float) -> dict[str, int]:

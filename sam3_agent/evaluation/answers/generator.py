@@ -11,19 +11,24 @@ import random
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from sam3_agent.evaluation.answers import cases_basic, cases_orderings, cases_relations
+from sam3_agent.evaluation.answers import cases_basic, cases_orderings, cases_relations, cases_sets
 from sam3_agent.evaluation.answers.draft import Draft
 from sam3_agent.evaluation.answers.truth import Ambiguous
-from sam3_agent.schema import AnswerStatus
+from sam3_agent.schema import AnswerStatus, Rle
 from sam3_agent.testing.scene import Scene, SceneSegmenter
 
 Builder = Callable[[random.Random], Draft]
-_BUILDERS: dict[str, Builder] = {**cases_basic.BUILDERS, **cases_relations.BUILDERS, **cases_orderings.BUILDERS}
+_BUILDERS: dict[str, Builder] = {
+    **cases_basic.BUILDERS,
+    **cases_relations.BUILDERS,
+    **cases_orderings.BUILDERS,
+    **cases_sets.BUILDERS,
+}
 KINDS: tuple[str, ...] = (
     "segment", "segment_attr", "conjunction",
     "left_of", "right_of", "above", "below", "on", "under", "inside", "contains", "next_to",
     "nearest", "farthest", "between", "extreme", "ordinal", "count", "count_relation",
-    "negation", "absent", "no_relation", "ordinal_range", "unparseable", "gibberish",
+    "negation", "absent", "no_relation", "ordinal_range", "unparseable", "gibberish", "except", "not_covered",
 )  # fmt: skip
 """Every query kind, in the order cases cycle through them."""
 DEFAULT_CASES = 15 * len(KINDS)
@@ -34,7 +39,9 @@ MAX_DRAWS = 200
 class AnswerCase:
     """One query about one generated scene and what a right answer is: ``expected`` holds scene object
     indices (the selected instances must be exactly their true masks), ``count`` the number asked for (None
-    when the query asks for none), ``status`` the answer status."""
+    when the query asks for none), ``status`` the answer status. ``masks`` are expected masks that are no
+    scene object (index ``len(scene.objects) + k`` in ``expected`` is ``masks[k]``); ``head_noun`` makes the
+    segmenter find "red cup" objects for "cups"."""
 
     id: str
     kind: str
@@ -44,10 +51,12 @@ class AnswerCase:
     count: int | None
     status: AnswerStatus
     duplicates: Mapping[str, int] = field(default_factory=dict)
+    head_noun: bool = False
+    masks: tuple[Rle, ...] = field(default=(), repr=False)
 
     def segmenter(self) -> SceneSegmenter:
         """The exact segmenter of the scene, with the case's near-duplicate masks."""
-        return SceneSegmenter(self.scene, duplicates=self.duplicates)
+        return SceneSegmenter(self.scene, duplicates=self.duplicates, match_head_noun=self.head_noun)
 
 
 def build_case(kind: str, index: int, seed: int = 0) -> AnswerCase:
@@ -73,6 +82,8 @@ def build_case(kind: str, index: int, seed: int = 0) -> AnswerCase:
             count=draft.count,
             status=draft.status,
             duplicates=dict(draft.duplicates),
+            head_noun=draft.head_noun,
+            masks=draft.masks,
         )
     raise RuntimeError(f"no clear-cut {kind} scene in {MAX_DRAWS} draws (case {index}, seed {seed})")
 

@@ -2,7 +2,9 @@
 
 An instance maps to the object whose true mask it is exactly (identical RLE); store ids play no part. An
 instance that is no object's true mask (a near-duplicate, a refined mask) maps to ``UNMATCHED`` and so
-makes the id set wrong, and so does an object selected twice.
+makes the id set wrong, and so does an object selected twice. A case's expected masks that are no scene
+object (``AnswerCase.masks``: the part of a table not covered by a cloth) count as objects numbered on from
+the scene's: mask k is index ``len(scene.objects) + k``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sam3_agent.evaluation.answers.generator import AnswerCase
 from sam3_agent.masks import rle_encode
-from sam3_agent.schema import Answer, AnswerStatus, Instance
+from sam3_agent.schema import Answer, AnswerStatus, Instance, Rle
 from sam3_agent.testing.scene import Scene
 
 UNMATCHED = -1
@@ -52,9 +54,11 @@ def scene_summary(scene: Scene) -> dict[str, Any]:
     return {"width": scene.width, "height": scene.height, "objects": objects}
 
 
-def map_instances(scene: Scene, instances: Sequence[Instance]) -> list[int]:
-    """Scene object index of each instance (its RLE equals the object's true mask), else ``UNMATCHED``."""
+def map_instances(scene: Scene, instances: Sequence[Instance], masks: Sequence[Rle] = ()) -> list[int]:
+    """Scene object index of each instance (its RLE equals the object's true mask), ``len(scene.objects) + k``
+    for an instance whose RLE is ``masks[k]``, else ``UNMATCHED``."""
     by_counts = {rle_encode(scene.mask(i)).counts: i for i in range(len(scene.objects))}
+    by_counts.update({rle.counts: len(scene.objects) + k for k, rle in enumerate(masks)})
     size = (scene.height, scene.width)
     return [by_counts.get(inst.rle.counts, UNMATCHED) if inst.rle.size == size else UNMATCHED for inst in instances]
 
@@ -73,7 +77,7 @@ def _base(case: AnswerCase) -> dict[str, Any]:
 def score_answer(case: AnswerCase, answer: Answer, seconds: float = 0.0) -> CaseResult:
     """Pass when the status is right, the selected instances are exactly the expected objects' true masks,
     and the count is right where one is expected."""
-    got = map_instances(case.scene, answer.instances)
+    got = map_instances(case.scene, answer.instances, case.masks)
     problems = []
     if answer.status != case.status:
         problems.append("status")

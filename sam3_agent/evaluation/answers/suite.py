@@ -139,7 +139,7 @@ def report_table(report: SuiteReport) -> Table:
 
 
 def summary_line(report: SuiteReport) -> str:
-    """ "375 case(s), seed 0, built-in planner: 375 passed (100.0%) in 4.7 s"."""
+    """ "405 case(s), seed 0, built-in planner: 405 passed (100.0%) in 5.7 s"."""
     total = report.total
     return (
         f"{total.cases} case(s), seed {report.seed}, {report.chat_model}: {total.passed} passed "

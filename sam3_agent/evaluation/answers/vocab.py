@@ -1,5 +1,5 @@
 """The words of the answer suite: everyday nouns (with the shape, colour and size they are drawn with), the
-roles they can play (surfaces things sit on, containers, small things), colour attributes and plurals.
+roles they can play (surfaces things sit on, containers, small things, covers), colour attributes and plurals.
 
 A scene never holds a bare noun and an attribute phrase of the same noun ("cup" with "red cup"): the exact
 ``SceneSegmenter`` would not find "red cup" objects for "cups", and a reader would, so such a scene has no
@@ -70,7 +70,14 @@ _TINY = [
     Noun("button", "ellipse", (210, 90, 140), (12, 18), (12, 18)),
     Noun("ring", "ellipse", (230, 200, 80), (12, 16), (12, 16)),
 ]
-NOUNS: dict[str, Noun] = {n.word: n for n in (*_SMALL, *_SURFACES, *_CONTAINERS, *_TINY)}
+_COVERS = [
+    Noun("cloth", "box", (200, 70, 130), (34, 56), (22, 36)),
+    Noun("towel", "box", (70, 170, 200), (30, 50), (20, 32)),
+    Noun("napkin", "box", (240, 200, 120), (22, 32), (20, 30)),
+    Noun("newspaper", "box", (130, 130, 130), (40, 60), (26, 40)),
+    Noun("blanket", "box", (150, 90, 200), (40, 60), (24, 40)),
+]
+NOUNS: dict[str, Noun] = {n.word: n for n in (*_SMALL, *_SURFACES, *_CONTAINERS, *_TINY, *_COVERS)}
 SMALL = tuple(n.word for n in _SMALL)
 """Things of similar size: subjects and anchors of most relations, counted, ordered."""
 SURFACES = tuple(n.word for n in _SURFACES)
@@ -78,6 +85,8 @@ SURFACES = tuple(n.word for n in _SURFACES)
 CONTAINERS = tuple(n.word for n in _CONTAINERS)
 TINY = tuple(n.word for n in _TINY)
 """Things small enough to lie inside a container."""
+COVERS = tuple(n.word for n in _COVERS)
+"""Flat things lying over part of a surface: the masks taken out of it ("the table not covered by the cloth")."""
 ABSENT_ONLY = ("giraffe", "elephant", "piano", "bicycle", "umbrella", "guitar", "kite", "zebra", "toaster")
 """Nouns no scene ever holds: what the absent queries ask for."""
 

@@ -206,3 +206,51 @@ def ordinal_query(rng: random.Random, subject: str, ordering: str, k: int) -> st
 def last_query(rng: random.Random, subject: str) -> str:
     """The rightmost, worded as the last one: "the last cup on the right", "the last cup from the left"."""
     return bare_or_command(rng, rng.choice((f"the last {subject} on the right", f"the last {subject} from the left")))
+
+
+_EXCEPT_FORMS = (
+    "all the {pl} except {r}", "all {pl} except for {r}", "every {s} except {r}", "the {pl} except {r}",
+    "all the {pl} but {r}", "all {pl} but not {r}", "the {pl} other than {r}", "all the {pl} excluding {r}",
+    "the {pl} apart from {r}", "the {pl}, but not {r}", "the {pl} that are not {c}", "the {pl} which aren't {c}",
+    "the non-{c} {pl}", "{pl} that are not {c}",
+)  # fmt: skip
+_EXCEPT_COUNTS = (
+    "how many {pl} are not {c}", "how many {pl} aren't {c}", "count the {pl} except {r}",
+    "how many {pl} other than {r} are there", "count all the {pl} but {r}", "number of {pl} that are not {c}",
+)  # fmt: skip
+
+
+def except_query(rng: random.Random, noun: str, colour: str, n_removed: int, *, counting: bool = False) -> str:
+    """ "all the cups except the red ones", "the cups that are not red", "how many cups aren't red?"."""
+    pl = plural(noun)
+    if n_removed == 1:
+        removed = rng.choice((f"the {colour} one", f"the {colour} {noun}", f"the {colour} ones"))
+    else:
+        removed = rng.choice((f"the {colour} ones", f"the {colour} {pl}", f"any {colour} {pl}"))
+    words = {"pl": pl, "s": noun, "r": removed, "c": colour}
+    if counting:
+        text = rng.choice(_EXCEPT_COUNTS).format(**words)
+        return _finish(rng, text, question=text.startswith("how"))
+    if rng.random() < 0.15:
+        return _finish(rng, rng.choice((f"which {pl} are not {colour}", f"which {pl} aren't {colour}")), question=True)
+    return bare_or_command(rng, rng.choice(_EXCEPT_FORMS).format(**words))
+
+
+_UNCOVERED_FORMS = (
+    "the part of the {s} not covered by {c}", "the part of the {s} that is not covered by {c}",
+    "the parts of the {s} that aren't covered by {c}", "the portion of the {s} not covered by {c}",
+    "the area of the {s} not under {c}", "the part of the {s} that {c} {do} not cover",
+    "the part of the {s} {c} {do}n't cover", "the {s} without {c}", "the {s} not covered by {c}",
+    "the region of the {s} outside {c}", "the {s} uncovered by {c}", "the part of the {s} not hidden by {c}",
+)  # fmt: skip
+
+
+def not_covered_query(rng: random.Random, subject: str, cover: str, n_covers: int) -> str:
+    """ "the part of the table not covered by the cloth", "the table without the towels", "what part of the
+    desk is not covered by the napkin?"."""
+    covers = f"the {cover}" if n_covers == 1 else rng.choice((f"the {plural(cover)}", f"the two {plural(cover)}"))
+    words = {"s": subject, "c": covers, "do": "does" if n_covers == 1 else "do"}
+    if rng.random() < 0.15:
+        text = rng.choice(("what part of the {s} is not covered by {c}", "which part of the {s} is not hidden by {c}"))
+        return _finish(rng, text.format(**words), question=True)
+    return bare_or_command(rng, rng.choice(_UNCOVERED_FORMS).format(**words))

@@ -1,0 +1,101 @@
+"""`sam3-agent segment IMAGE --point x,y [--neg-point x,y] [--box x0,y0,x1,y1]`: ONE object by clicks.
+
+The branch of ``sam3_agent.cli.segment`` taken when a point is given: SAM 3's tracker (``ClickEngine``, loaded
+alone: the text engine is not needed) or the segmentation server (``--server``) answers one mask, written like
+the other segment outputs (``overlay.png``, ``segmentation.json`` with the clicks in ``clicks``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from sam3_agent.engine.protocol import Clicker
+from sam3_agent.errors import ConfigError, Sam3AgentError
+from sam3_agent.schema import ClickPrompt, Point, Thresholds
+
+
+def parse_point(text: str) -> Point:
+    """Parse "x,y" (pixels) into a tuple; raises typer.BadParameter with the reason."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"point {text!r} must be two numbers x,y") from None
+    if len(values) != 2:
+        raise typer.BadParameter(f"point {text!r} has {len(values)} numbers; expected two: x,y")
+    return values  # type: ignore[return-value]
+
+
+def click_prompt(
+    phrases: list[str], points: list[str], negative_points: list[str], boxes: list[str], negative_boxes: list[str]
+) -> ClickPrompt:
+    """The clicks of the command line; ConfigError when phrases or exemplar options come with them."""
+    from sam3_agent.cli import parse_box
+
+    if phrases:
+        raise ConfigError("--point segments ONE object by clicks: drop the phrases (or drop --point to find them all)")
+    if negative_boxes or len(boxes) > 1:
+        raise ConfigError("with --point, give at most one --box (around the object) and no --neg-box")
+    clicked = [parse_point(p) for p in points] + [parse_point(p) for p in negative_points]
+    labels = [1] * len(points) + [0] * len(negative_points)
+    return ClickPrompt.of(clicked, labels, parse_box(boxes[0]) if boxes else None)
+
+
+def segment_by_clicks(
+    image: str,
+    prompt: ClickPrompt,
+    *,
+    checkpoint: str | None,
+    mask_threshold: float,
+    device: str | None,
+    dtype: str | None,
+    server: str | None,
+    token: str | None,
+    out_dir: Path,
+) -> None:
+    """Segment the clicked object of ``image`` and write overlay.png and segmentation.json to ``out_dir``."""
+    from sam3_agent.cli import _fail, _instances_table, console, out
+    from sam3_agent.images import load_image
+    from sam3_agent.outputs import SegmentationRecord, write_segmentation
+
+    try:
+        pil = load_image(image)
+        prompt.check_inside(pil.width, pil.height)
+        clicker = _clicker(checkpoint, server, token, device, dtype)
+        with console.status("Segmenting the clicked object …", spinner="dots"):
+            found = clicker.segment_at(pil, prompt.points, prompt.labels, prompt.box, Thresholds(mask=mask_threshold))
+        instances = [found] if found.area else []
+        record = SegmentationRecord(
+            image=image, image_size=(pil.height, pil.width), prompts=[], instances=instances, clicks=prompt
+        )
+        paths = write_segmentation(record, pil, out_dir)
+    except Sam3AgentError as exc:
+        raise _fail(exc) from None
+    out.print(_instances_table(instances, f"{prompt.label}: {len(instances)} instance(s)"))
+    if not instances:
+        console.print("[yellow]the clicks gave an empty mask:[/] try a point nearer the object's middle, or a box")
+    console.print(f"wrote {escape(str(paths['overlay']))} and {escape(str(paths['json']))}")
+
+
+def _clicker(
+    checkpoint: str | None, server: str | None, token: str | None, device: str | None, dtype: str | None
+) -> Clicker:
+    """The segmentation server's client (checked), or SAM 3's tracker here (loaded)."""
+    from sam3_agent.cli import console
+
+    if server:
+        from sam3_agent.server.client import make_segmenter
+
+        with console.status(f"Connecting to {server} …", spinner="dots"):
+            remote = make_segmenter(checkpoint, server, token, device, dtype)
+        assert isinstance(remote, Clicker)  # RemoteSegmenter clicks too (POST /v1/segment_at)
+        return remote
+    if token:
+        raise ConfigError("--token is the segmentation server's token: give --server URL too")
+    from sam3_agent.engine.clicks import ClickEngine
+
+    with console.status("Loading SAM 3's tracker …", spinner="dots"):
+        return ClickEngine(checkpoint, device=device, dtype=dtype).load()
