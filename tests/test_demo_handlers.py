@@ -488,3 +488,19 @@ def test_stream_agent_yields_steps_then_the_answer() -> None:
     events = list(stream_agent(agent, DESK.image(), "the cup left of the laptop"))
     assert [type(e).__name__ for e in events] == ["TraceStep", "TraceStep", "TraceStep", "Answer"]
     assert isinstance(events[-1], Answer) and events[-1].selected_ids == [2]
+
+
+def test_a_crowd_on_a_large_image_is_segmented_in_tiles(tmp_path: Path) -> None:
+    """The demo tiles large images automatically: past the query cap the count is exact, and the page says so."""
+    from sam3_agent.testing.crowd import CappedSceneSegmenter, crowd_image, crowd_scene
+
+    scene = crowd_scene(2400, 1200, 150, seed=3)
+    path = tmp_path / "crowd.png"
+    crowd_image(scene).save(path)
+    handlers = DemoHandlers(CappedSceneSegmenter(scene, query_cap=60), DemoConfig(workdir=tmp_path / "work"))
+    session = DemoSession()
+    run(handlers.chat(session, {"text": "person", "files": [str(path)]}, SEGMENT))
+    assert session.result is not None and len(session.result.instances) == 150
+    assert "overlapping tiles of 1008 px" in session.result.markdown
+    record = json.loads(session.result.files[0].read_text())
+    assert record["tiling"]["tiled"] is True

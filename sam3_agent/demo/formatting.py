@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sam3_agent.demo.config import MAX_PHRASES
+from sam3_agent.engine.tiling import SegmentReport
 from sam3_agent.errors import PromptError
 from sam3_agent.schema import Answer, Instance, TraceStep
 
@@ -133,6 +134,18 @@ def segmentation_markdown(groups: Sequence[tuple[str, Sequence[Instance]]]) -> s
         ids = f" ({_ids([inst.id for inst in instances])})" if instances else ""
         lines.append(f"**{label}**: {n} mask{'s' if n != 1 else ''}{ids}")
     return "\n\n".join(lines) or "Nothing was segmented."
+
+
+def tiling_note(report: SegmentReport) -> str:
+    """What to add under a segmentation: that it was tiled, and which phrases may be saturated ("" if neither)."""
+    lines = []
+    if report.tiled:
+        lines.append(f"*Segmented in {report.tiles} overlapping tiles of {report.tile} px.*")
+    for row in report.prompts:
+        if row.near_cap:
+            lines.append(f"*Warning: **{row.phrase}** reached SAM 3's limit of {report.query_cap} objects per pass: "
+                         "the count may be too low.*")
+    return "".join(f"\n\n{line}" for line in lines)
 
 
 def table_rows(instances: Sequence[Instance]) -> list[list[Any]]:

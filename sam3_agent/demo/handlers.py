@@ -31,6 +31,7 @@ from sam3_agent.demo.config import DemoConfig, TurnSettings
 from sam3_agent.demo.session import DemoSession, ShownResult
 from sam3_agent.demo.streaming import stream_agent
 from sam3_agent.engine.protocol import Clicker, Segmenter
+from sam3_agent.engine.tiling import TiledSegmenter
 from sam3_agent.errors import ImageError, LLMError, PromptError, Sam3AgentError
 from sam3_agent.images import decode_image
 from sam3_agent.outputs import SegmentationRecord, write_json_atomic, write_mask_pngs
@@ -69,6 +70,8 @@ class DemoHandlers:
         clicker: Clicker | None = None,
     ) -> None:
         self.segmenter = segmenter
+        # Large images and crowds past SAM 3's query cap are segmented in tiles (auto: small images never are).
+        self.tiled = segmenter if isinstance(segmenter, TiledSegmenter) else TiledSegmenter(segmenter, mode="auto")
         self.clicker = clicker
         self.config = config or DemoConfig()
         self.chat_model_factory = chat_model_factory
@@ -146,7 +149,7 @@ class DemoHandlers:
         assert session.image is not None
         settings = turn.llm_settings(self.config)
         agent = Sam3Agent(
-            self.segmenter,
+            self.tiled,
             self.chat_model_factory(settings),
             clicker=self.clicker,
             thresholds=turn.thresholds,
@@ -234,7 +237,7 @@ class DemoHandlers:
     def _run_prompts(self, session: DemoSession, prompts: Sequence[Prompt], turn: TurnSettings) -> None:
         """Segment ``prompts`` on the session's image; show the instances (ids from 1), write the downloads."""
         assert session.image is not None
-        groups = self.segmenter.segment(session.image, prompts, turn.thresholds)
+        groups, report = self.tiled.segment_with_report(session.image, prompts, turn.thresholds)
         instances: list[Instance] = []
         labelled: list[tuple[str, list[Instance]]] = []
         for prompt, found in zip(prompts, groups, strict=True):
@@ -246,11 +249,12 @@ class DemoHandlers:
             image_size=(session.image.height, session.image.width),
             prompts=list(prompts),
             instances=instances,
+            tiling=report,
         )
         out = session.run_dir(self.root)
         write_json_atomic(out / "segmentation.json", record.model_dump(mode="json"))
         masks = write_mask_pngs(instances, out / "masks")
-        markdown = fmt.segmentation_markdown(labelled)
+        markdown = fmt.segmentation_markdown(labelled) + fmt.tiling_note(report)
         session.result = ShownResult(
             kind="segmentation",
             markdown=markdown,
