@@ -114,21 +114,24 @@ class RemoteSegmenter:
         body: dict[str, Any] = {"prompts": [p.model_dump(mode="json") for p in prompts]}
         if thresholds is not None:
             body["thresholds"] = thresholds.model_dump(mode="json")
+        answer = _parse(SegmentResponse, self._post_image(rgb, "/v1/segment", body))
+        if len(answer.instances) != len(prompts):
+            raise SegmentationServerError(
+                f"the server answered {len(answer.instances)} result lists for {len(prompts)} prompts"
+            )
+        return answer.instances
+
+    def _post_image(self, rgb: Image.Image, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST ``body`` about ``rgb`` (registered once, by digest) to ``path``; register again, once, if the
+        server forgot the image. Returns the response as ``_request`` does."""
         digest = image_digest(rgb)
         for _ in range(2):  # a second try only if the server forgot the image
             image_id = self._registered(rgb, digest)
             try:
-                response = self._request("POST", "/v1/segment", json={"image_id": image_id, **body})
+                return self._request("POST", path, json={"image_id": image_id, **body})
             except _UnknownImage:
                 with self._lock:
                     self._ids.pop(digest, None)
-                continue
-            answer = _parse(SegmentResponse, response)
-            if len(answer.instances) != len(prompts):
-                raise SegmentationServerError(
-                    f"the server answered {len(answer.instances)} result lists for {len(prompts)} prompts"
-                )
-            return answer.instances
         raise SegmentationServerError("the server forgot the image right after registering it twice; is it overloaded?")
 
     def segment_at(
@@ -151,17 +154,7 @@ class RemoteSegmenter:
         body: dict[str, Any] = prompt.model_dump(mode="json")
         if thresholds is not None:
             body["thresholds"] = thresholds.model_dump(mode="json")
-        digest = image_digest(rgb)
-        for _ in range(2):  # a second try only if the server forgot the image
-            image_id = self._registered(rgb, digest)
-            try:
-                response = self._request("POST", "/v1/segment_at", json={"image_id": image_id, **body})
-            except _UnknownImage:
-                with self._lock:
-                    self._ids.pop(digest, None)
-                continue
-            return _parse(SegmentAtResponse, response).instance
-        raise SegmentationServerError("the server forgot the image right after registering it twice; is it overloaded?")
+        return _parse(SegmentAtResponse, self._post_image(rgb, "/v1/segment_at", body)).instance
 
     # -- the rest of the API -------------------------------------------------------------------------------
 
