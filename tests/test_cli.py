@@ -231,6 +231,16 @@ def test_ask_huge_query_exit_2_before_loading_sam3(photo: Path, monkeypatch: pyt
     assert "at most 4000 are accepted" in result.output
 
 
+def test_segment_on_a_missing_cuda_device_exits_2(tiny_checkpoint: Path, photo: Path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["segment", str(photo), "cup", "--checkpoint", str(tiny_checkpoint), "--device", "cuda"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no CUDA device is visible" in result.output
+
+
 def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "sam3-agent"
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)

@@ -95,6 +95,17 @@ def test_engine_reports_checkpoint_errors_on_first_use(tmp_path: Path) -> None:
         engine.segment(noise_image(), [text("cup")])
 
 
+def test_a_cuda_device_that_is_not_there_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA device is visible: use --device cpu"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match="'cuda:5' does not exist: 2 CUDA device"):
+        resolve_device("cuda:5")
+
+
 def test_device_and_dtype_resolution() -> None:
     cpu = torch.device("cpu")
     assert resolve_device("cpu") == cpu

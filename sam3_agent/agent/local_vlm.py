@@ -245,15 +245,13 @@ def load_key(path: str) -> LoadKey:
 
 def resolve_device_dtype() -> tuple[str, str]:
     """(device, dtype name) from the environment, else CUDA + bfloat16 when available, else CPU + float32."""
-    import torch
+    from sam3_agent.engine.transformers_engine import resolve_device
 
     device_text = os.environ.get(ENV_DEVICE, "").strip()
     try:
-        device = torch.device(device_text) if device_text else None
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"{ENV_DEVICE}={device_text!r} is not a torch device (e.g. cuda, cuda:1, cpu)") from exc
-    if device is None:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device_text or None)
+    except ConfigError as exc:
+        raise ConfigError(f"{ENV_DEVICE}={device_text!r}: {exc}") from None
     dtype_text = os.environ.get(ENV_DTYPE, "").strip().lower()
     if dtype_text and dtype_text not in _DTYPES:
         raise ConfigError(f"{ENV_DTYPE}={dtype_text!r} is not one of {sorted(_DTYPES)}")

@@ -53,13 +53,25 @@ _DTYPES = {
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device``, or CUDA when available, else CPU. Raises ConfigError for an unknown device string."""
+    """``device``, or CUDA when available, else CPU.
+
+    Raises:
+        ConfigError: an unknown device string, or a CUDA device this process cannot see (checked here, before
+            any weight is loaded, instead of failing inside torch).
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}") from exc
+    if resolved.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise ConfigError(f"device {str(device)!r} was asked for, but no CUDA device is visible: use --device cpu")
+        if resolved.index is not None and resolved.index >= visible:
+            raise ConfigError(f"device {str(device)!r} does not exist: {visible} CUDA device(s) are visible")
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
