@@ -213,12 +213,15 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
 
 
 def _read_stream(stream: object, max_bytes: int) -> bytes:
+    text_mode = "the image stream is in text mode: expected a binary file object (open with 'rb')"
     try:
         data = stream.read(max_bytes + 1)  # type: ignore[attr-defined]
+    except UnicodeDecodeError:  # a text-mode file of binary data fails while decoding it
+        raise ImageError(text_mode) from None
     except OSError as exc:
         raise ImageError(f"cannot read the image stream: {exc}") from None
     if isinstance(data, str):
-        raise ImageError("the image stream is in text mode: expected a binary file object (open with 'rb')")
+        raise ImageError(text_mode)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageError(f"the image stream's read() returned {type(data).__name__}, expected bytes")
     _check_bytes(len(data), max_bytes, "image stream")

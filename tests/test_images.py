@@ -165,6 +165,13 @@ def test_bad_data_urls() -> None:
         load_image("data:text/plain,hello")
 
 
+def test_a_png_opened_in_text_mode_is_refused_in_one_line(tmp_path) -> None:
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8), (250, 10, 10)).save(path)
+    with open(path, encoding="utf-8") as text, pytest.raises(ImageError, match=r"text mode.*open with 'rb'"):
+        load_image(text)  # type: ignore[arg-type]
+
+
 def test_unsupported_scheme_text_stream_and_wrong_type() -> None:
     with pytest.raises(ImageError, match="unsupported URL scheme 'ftp'"):
         load_image("ftp://example.com/a.png")
