@@ -143,6 +143,7 @@ def test_run_returns_the_full_result(executor: ToolExecutor) -> None:
         ("sam3_count", "definitely not json", "not valid JSON"),
         ("sam3_count", '{"image": "scene.png"}', "phrase or at least one positive box"),
         ("sam3_count", '{"image": "../scene.png", "phrase": "cup"}', "outside the allowed folder"),
+        ("sam3_count", '{"image": "scene.png\\u0000", "phrase": "cup"}', "NUL character"),
         (
             "sam3_segment",
             '{"image": "scene.png", "phrases": ["cup"], "positive_boxes": [[900, 900, 950, 950]]}',

@@ -68,6 +68,12 @@ def test_paths_escaping_the_root_are_refused(root: Path, ref: str) -> None:
         ImageResolver(root).load(ref)
 
 
+@pytest.mark.parametrize("ref", ["sub/scene.png\x00.txt", "file:///etc/passwd\x00", "\x00"])
+def test_a_nul_character_in_a_reference_is_an_image_error(root: Path, ref: str) -> None:
+    with pytest.raises(ImageError, match="NUL character"):
+        ImageResolver(root).load(ref)
+
+
 def test_symlink_pointing_out_is_refused(root: Path) -> None:
     os.symlink(root.parent / "secret.png", root / "link.png")
     with pytest.raises(ImageError, match="outside the allowed folder"):

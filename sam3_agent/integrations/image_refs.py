@@ -94,6 +94,8 @@ class ImageResolver:
         text = image.strip()
         if not text:
             raise ImageError("the image reference is empty: give a file path, a data: URL or base64 image data")
+        if "\x00" in text:
+            raise ImageError(f"the image reference holds a NUL character ({_short(text)!r}): it names no file or image")
         lower = text[:8].lower()
         if lower.startswith("data:"):
             return load_image(text, **self._limits())
