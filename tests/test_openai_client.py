@@ -200,6 +200,43 @@ def test_timeout_is_retried_then_reported(silent_server: str) -> None:
     assert info.value.attempts == 2
 
 
+@pytest.fixture
+def portal() -> Iterator[Any]:
+    """An HTTP server answering every POST with 200 and an HTML page, under a given content type."""
+    import http.server
+    import threading
+
+    content_type = ["text/html"]
+
+    class Portal(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"<html><body>\n  Captive portal: please log in  </body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", content_type[0])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Portal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1", content_type
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "application/json"])
+def test_a_200_that_is_not_a_chat_completion_names_the_url_and_the_body(portal: Any, content_type: str) -> None:
+    url, served_type = portal
+    served_type[0] = content_type
+    with make_model(url) as model, pytest.raises(LLMRequestError, match="not a chat completion") as info:
+        model.chat(HISTORY, [])
+    assert url in str(info.value) and "'<html><body> Captive portal: please log in </body></html>'" in str(info.value)
+
+
 def test_replay_server_models_route_and_assert_complete() -> None:
     with ReplayServer([text_turn("a"), text_turn("b")], model="m1") as srv:
         with urllib.request.urlopen(f"{srv.base_url}/models", timeout=5) as resp:

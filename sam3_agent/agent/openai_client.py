@@ -138,7 +138,7 @@ class OpenAIChatModel:
         def attempt() -> Any:
             nonlocal attempts
             attempts += 1
-            return self._client.chat.completions.create(**kwargs)
+            return self._client.chat.completions.with_raw_response.create(**kwargs)
 
         retrying = Retrying(
             sleep=self._sleep,
@@ -149,7 +149,7 @@ class OpenAIChatModel:
             reraise=True,
         )
         try:
-            completion = retrying(attempt)
+            raw = retrying(attempt)
         except openai.APIStatusError as err:
             if may_fall_back and _rejects_tools(err):
                 raise _ToolsRejected(_detail(err)) from err
@@ -167,10 +167,28 @@ class OpenAIChatModel:
                 f"{ENV_BASE_URL}",
                 attempts=attempts,
             ) from err
+        completion = self._parsed(raw, attempts)
         choices = getattr(completion, "choices", None)
         if not choices:
             raise LLMRequestError(f"the LLM endpoint at {self.base_url} returned no choices", attempts=attempts)
         return choices[0].message
+
+    def _parsed(self, raw: Any, attempts: int) -> Any:
+        """The completion of a raw response; a body that is not a chat completion (an HTML page from a proxy or
+        captive portal, say) is an ``LLMRequestError`` naming the URL and the body's first characters."""
+        try:
+            completion = raw.parse()
+        except ValueError:  # json.JSONDecodeError: a JSON content type with another body
+            completion = None
+        if completion is None or isinstance(completion, str | bytes):
+            body = " ".join(raw.http_response.text[:120].split())
+            raise LLMRequestError(
+                f"the LLM endpoint at {self.base_url} answered with something that is not a chat completion "
+                f"(HTTP {raw.http_response.status_code}, body starts {body!r}); check --llm-base-url: it should "
+                "point at an OpenAI-compatible API, usually ending in /v1",
+                attempts=attempts,
+            )
+        return completion
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
