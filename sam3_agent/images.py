@@ -84,6 +84,19 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, what: str
     return _finish(image, max_pixels, what)
 
 
+def check_pil_image(image: object) -> Image.Image:
+    """``image`` itself when it is a non-empty PIL image (what every ``Segmenter`` and ``Clicker`` takes).
+
+    Raises:
+        ImageError: not a PIL image, or 0 pixels wide or high.
+    """
+    if not isinstance(image, Image.Image):
+        raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"expected a non-empty image, got size {image.width}x{image.height}")
+    return image
+
+
 def check_image_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image") -> None:
     """Raise ImageError unless 1 <= width, 1 <= height and width * height <= max_pixels."""
     if width < 1 or height < 1:

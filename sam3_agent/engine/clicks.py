@@ -43,7 +43,8 @@ from sam3_agent.engine.checkpoint import load_sam3_tracker, resolve_checkpoint
 from sam3_agent.engine.click_postprocess import ClickPrediction, instance_from_prediction
 from sam3_agent.engine.feature_cache import FeatureCache, image_digest
 from sam3_agent.engine.transformers_engine import Sam3Engine, resolve_device, resolve_dtype
-from sam3_agent.errors import ConfigError, ImageError
+from sam3_agent.errors import ConfigError
+from sam3_agent.images import check_pil_image
 from sam3_agent.schema import BoxXYXY, ClickPrompt, Instance, Point, Thresholds
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class ClickEngine:
     def encode_image(self, image: Image.Image) -> str:
         """Compute ``image``'s embeddings unless cached; return its content digest."""
         with self._lock:
-            image = _check_image(image)
+            image = check_pil_image(image)
             digest = image_digest(image)
             self._embeddings(image, digest)
             return digest
@@ -190,7 +191,7 @@ class ClickEngine:
         box: BoxXYXY | None = None,
     ) -> ClickPrediction:
         """The three candidate masks of a click and their predicted IoU (no threshold). Raises as ``segment_at``."""
-        image = _check_image(image)
+        image = check_pil_image(image)
         prompt = ClickPrompt.of(points, labels, box)
         prompt.check_inside(image.width, image.height)
         return self._predict(image, prompt)
@@ -220,7 +221,7 @@ class ClickEngine:
             ImageError: not a usable PIL image. PromptError: bad clicks (checked before any model work).
             CheckpointError: the tracker could not be loaded (e.g. a detector-only checkpoint).
         """
-        image = _check_image(image)
+        image = check_pil_image(image)
         prompt = ClickPrompt.of(points, labels, box)
         prompt.check_inside(image.width, image.height)
         prediction = self._predict(image, prompt)
@@ -297,11 +298,3 @@ def _share_backbone(model: Sam3TrackerModel, processor: Sam3TrackerProcessor, en
     else:
         log.warning("the tracker's backbone differs from the text engine's: clicks run their own backbone")
     return same
-
-
-def _check_image(image: object) -> Image.Image:
-    if not isinstance(image, Image.Image):
-        raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"expected a non-empty image, got size {image.width}x{image.height}")
-    return image

@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 from sam3_agent.engine.protocol import Segmenter
 from sam3_agent.engine.stitching import merge_tiles, place_instances, renumber
 from sam3_agent.engine.tile_plan import Tile, plan_tiles
-from sam3_agent.errors import ConfigError, ImageError
+from sam3_agent.errors import ConfigError
+from sam3_agent.images import check_pil_image
 from sam3_agent.masks import nms
 from sam3_agent.schema import Instance, Prompt, Thresholds
 from sam3_agent.validation import validation_message
@@ -173,8 +174,7 @@ class TiledSegmenter:
         self, image: Image.Image, prompts: Sequence[Prompt], thresholds: Thresholds | None = None
     ) -> tuple[list[list[Instance]], SegmentReport]:
         """``segment``'s instances, and the ``SegmentReport`` of the call."""
-        if not isinstance(image, Image.Image) or image.width < 1 or image.height < 1:
-            raise ImageError(f"expected a non-empty PIL.Image.Image, got {image!r}")
+        image = check_pil_image(image)
         prompts, thresholds = list(prompts), thresholds or Thresholds()
         run = _Run(self, image, prompts, thresholds)
         results, report = run.execute()

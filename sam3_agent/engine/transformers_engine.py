@@ -32,7 +32,8 @@ from sam3_agent.engine.checkpoint import load_sam3, resolve_checkpoint
 from sam3_agent.engine.feature_cache import FeatureCache, image_digest
 from sam3_agent.engine.postprocess import instances_from_logits
 from sam3_agent.engine.prompt_sharing import PromptFreeSharing
-from sam3_agent.errors import ConfigError, ImageError
+from sam3_agent.errors import ConfigError
+from sam3_agent.images import check_pil_image
 from sam3_agent.schema import Instance, Prompt, Thresholds
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ class Sam3Engine:
     def encode_image(self, image: Image.Image) -> str:
         """Run the vision backbone on ``image`` unless its features are cached; return its content digest."""
         with self._lock:
-            digest = image_digest(_check_image(image))
+            digest = image_digest(check_pil_image(image))
             self._features(image, digest)
             return digest
 
@@ -266,7 +267,7 @@ class Sam3Engine:
         runs only on a miss. SAM 3's tracker reads this same backbone through its own neck
         (``sam3_agent.engine.clicks``). ``digest``: the image's ``image_digest`` when the caller has it."""
         with self._lock:
-            image = _check_image(image)
+            image = check_pil_image(image)
             return self._features(image, digest or image_digest(image)).vision.last_hidden_state
 
     def _features(self, image: Image.Image, digest: str) -> _Features:
@@ -294,7 +295,7 @@ class Sam3Engine:
 
     def predict(self, image: Image.Image, prompts: Sequence[Prompt]) -> list[RawPrediction]:
         """Raw SAM 3 outputs for each prompt, all queries, no thresholds (for evaluation and tests)."""
-        (outputs,) = self._outputs([(_check_image(image), list(prompts))])
+        (outputs,) = self._outputs([(check_pil_image(image), list(prompts))])
         return [
             RawPrediction(
                 pred_logits=logits.float().cpu().numpy(),
@@ -350,7 +351,7 @@ class Sam3Engine:
         Raises:
             ImageError, PromptError: as ``segment``, for the first bad request (nothing runs then).
         """
-        jobs = [(_check_image(im), list(prompts), thresholds or Thresholds()) for im, prompts, thresholds in requests]
+        jobs = [(check_pil_image(im), list(ps), th or Thresholds()) for im, ps, th in requests]
         outputs = self._outputs([(image, prompts) for image, prompts, _ in jobs], digests)
         return [
             [
@@ -450,11 +451,3 @@ def _stacked(parts: Sequence[_Features]) -> _Features:
         ),
     )
     return _Features(vision=vision, image_size=first.image_size)
-
-
-def _check_image(image: object) -> Image.Image:
-    if not isinstance(image, Image.Image):
-        raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"expected a non-empty image, got size {image.width}x{image.height}")
-    return image

@@ -29,6 +29,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from sam3_agent.engine.feature_cache import image_digest
 from sam3_agent.engine.protocol import Segmenter
 from sam3_agent.errors import CheckpointError, ConfigError, ImageError, PromptError, Sam3AgentError
+from sam3_agent.images import check_pil_image
 from sam3_agent.schema import BoxXYXY, ClickPrompt, Instance, Point, Prompt, Thresholds
 from sam3_agent.server.settings import TOKEN_ENV
 from sam3_agent.server.wire import ErrorType, ImageInfo, SegmentAtResponse, SegmentResponse, ServerInfo
@@ -317,10 +318,7 @@ def make_segmenter(
 
 
 def _rgb(image: object) -> Image.Image:
-    if not isinstance(image, Image.Image):
-        raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"expected a non-empty image, got size {image.width}x{image.height}")
+    image = check_pil_image(image)
     return image if image.mode == "RGB" else image.convert("RGB")  # as Sam3Engine converts
 
 
