@@ -35,6 +35,8 @@ __all__ = [
 
 BoxArg = Annotated[list[float], Field(min_length=4, max_length=4, description="[x0, y0, x1, y1] in pixels")]
 """A box as tools and integrations take it in their arguments (JSON list), XYXY pixels."""
+PointArg = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y] in pixels")]
+"""A point as tools and integrations take it in their arguments (JSON list), pixels."""
 
 
 class _Frozen(BaseModel):

@@ -10,15 +10,13 @@ errors the model can fix.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import Field, model_validator
 
 from sam3_agent.agent.tools import Shown, ToolArgs, ToolContext, ToolError, ToolResult, describe
 from sam3_agent.errors import CheckpointError
 from sam3_agent.masks import mask_iou
 from sam3_agent.render import render_overlay
-from sam3_agent.schema import BoxArg, Instance
+from sam3_agent.schema import BoxArg, Instance, PointArg
 
 SOURCE = "segment_at"
 SAME_OBJECT_IOU = 0.5
@@ -31,7 +29,6 @@ DESCRIPTION = (
     "at by coordinates, or to redo one wrong mask: a point inside it plus negative points where it spilled over."
 )
 
-PointArg = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y] in pixels")]
 
 
 class SegmentAtArgs(ToolArgs):

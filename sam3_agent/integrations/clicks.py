@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sam3_agent.agent.tools import describe
 from sam3_agent.integrations.args import IMAGE_HELP, MaskThreshold
-from sam3_agent.schema import BoxArg, Instance
+from sam3_agent.schema import BoxArg, Instance, PointArg
 
 SEGMENT_AT_DESCRIPTION = (
     "Segment ONE object in an image from clicks with SAM 3's tracker: points [x, y] on the object, "
@@ -21,7 +21,6 @@ SEGMENT_AT_DESCRIPTION = (
     "concept use sam3_segment instead."
 )
 
-PointArg = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y] in pixels")]
 ClickPoints = Annotated[list[PointArg], Field(max_length=16, description="points [x, y] ON the object, pixels")]
 NegativeClickPoints = Annotated[
     list[PointArg], Field(max_length=16, description="points [x, y] that are NOT on the object, pixels")
