@@ -11,7 +11,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, LLMOpt, ServerOpt, TileOpt, TokenOpt
+from sam3_agent.cli_options import (
+    CheckpointOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LLMOpt,
+    ServerOpt,
+    TileOpt,
+    TokenOpt,
+    parse_numbers,
+)
 from sam3_agent.errors import ConfigError, ImageError, PromptError, Sam3AgentError
 from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds, TraceStep
 
@@ -40,14 +49,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
     """Parse "x0,y0,x1,y1" (pixels, XYXY) into a tuple; raises typer.BadParameter with the reason."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise typer.BadParameter(f"box {text!r} must be four numbers x0,y0,x1,y1") from None
-    if len(values) != 4:
-        raise typer.BadParameter(f"box {text!r} has {len(values)} numbers; expected four: x0,y0,x1,y1")
-    return values  # type: ignore[return-value]
+    return parse_numbers(text, "box", "x0,y0,x1,y1")  # type: ignore[return-value]
 
 
 def _default_out(image: str) -> Path:

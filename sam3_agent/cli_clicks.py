@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
 from rich.markup import escape
 
+from sam3_agent.cli_options import parse_numbers
 from sam3_agent.engine.protocol import Clicker
 from sam3_agent.errors import ConfigError, Sam3AgentError
 from sam3_agent.schema import ClickPrompt, Point, Thresholds
@@ -19,14 +19,7 @@ from sam3_agent.schema import ClickPrompt, Point, Thresholds
 
 def parse_point(text: str) -> Point:
     """Parse "x,y" (pixels) into a tuple; raises typer.BadParameter with the reason."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise typer.BadParameter(f"point {text!r} must be two numbers x,y") from None
-    if len(values) != 2:
-        raise typer.BadParameter(f"point {text!r} has {len(values)} numbers; expected two: x,y")
-    return values  # type: ignore[return-value]
+    return parse_numbers(text, "point", "x,y")  # type: ignore[return-value]
 
 
 def click_prompt(

@@ -74,3 +74,17 @@ class TileOpt:
     Overlap = Annotated[
         float, typer.Option("--tile-overlap", min=0.0, max=0.9, help="Least overlap of neighbouring tiles (fraction).")
     ]
+
+
+def parse_numbers(text: str, what: str, layout: str) -> tuple[float, ...]:
+    """Parse comma-separated numbers laid out as ``layout`` ("x0,y0,x1,y1", "x,y"): ``what`` names them in the
+    ``typer.BadParameter`` raised when they are not numbers or not as many."""
+    expected = len(layout.split(","))
+    count = {2: "two", 4: "four"}.get(expected, str(expected))
+    try:
+        values = tuple(float(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{what} {text!r} must be {count} numbers {layout}") from None
+    if len(values) != expected:
+        raise typer.BadParameter(f"{what} {text!r} has {len(values)} numbers; expected {count}: {layout}")
+    return values

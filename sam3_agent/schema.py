@@ -27,6 +27,7 @@ __all__ = [
     "ExemplarBox",
     "Instance",
     "Point",
+    "PointArg",
     "Prompt",
     "Rle",
     "Thresholds",
