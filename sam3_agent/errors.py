@@ -27,3 +27,11 @@ class LLMError(Sam3AgentError):
 
 class ConfigError(Sam3AgentError, ValueError):
     """A setting (flag, environment variable, argument) has an invalid value."""
+
+
+class VideoError(Sam3AgentError, ValueError):
+    """The video could not be read, or is not one we accept (corrupt, no frames, too large, unsupported codec)."""
+
+
+class Cancelled(Sam3AgentError):
+    """Long work (tracking through a clip) was cancelled by the caller; checked between frames."""

@@ -114,8 +114,12 @@ class ExemplarBox(_Frozen):
             raise PromptError(f"box {list(self.box)} lies outside the {width}x{height} image")
 
 
+MAX_PHRASE_CHARS = 120
+"""The one limit on a noun phrase, on every surface: SAM 3's text encoder reads 32 tokens."""
+
+
 class Prompt(_Frozen):
-    """One SAM 3 prompt: a short noun phrase, exemplar boxes, or both."""
+    """One SAM 3 prompt: a short noun phrase (at most ``MAX_PHRASE_CHARS`` characters), exemplar boxes, or both."""
 
     text: str | None = None
     boxes: tuple[ExemplarBox, ...] = ()
@@ -126,6 +130,10 @@ class Prompt(_Frozen):
         if text is None:
             return None
         text = " ".join(text.split())
+        if len(text) > MAX_PHRASE_CHARS:
+            raise ValueError(
+                f"a phrase must be a short noun phrase of at most {MAX_PHRASE_CHARS} characters, got {len(text)}"
+            )
         return text or None
 
     @model_validator(mode="after")
