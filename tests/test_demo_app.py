@@ -20,12 +20,13 @@ from PIL import Image
 
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from sam3_agent.demo.app import build_demo, launch_demo
 from sam3_agent.demo.config import DemoConfig
 from sam3_agent.engine.transformers_engine import Sam3Engine
 from sam3_agent.masks import rle_decode
-from sam3_agent.schema import Rle
+from sam3_agent.schema import MAX_PHRASE_CHARS, Rle
 from sam3_agent.testing.replay_server import ReplayError, ReplayServer
 from sam3_agent.testing.turns import tool_call_turn
 
@@ -83,6 +84,14 @@ def ask(client: Client, text: str, image: Path | None, *rest: Any) -> tuple[list
     job = client.submit({"text": text, "files": [handle_file(str(image))] if image else []}, *rest, api_name="/chat")
     result = job.result(timeout=120)
     return job.outputs(), result
+
+
+def ask_refused(client: Client, text: str, image: Path | None, *rest: Any) -> tuple[list[dict], AppError]:
+    """Send a message the app refuses: the chat of the last update (which shows the error), and the AppError."""
+    job = client.submit({"text": text, "files": [handle_file(str(image))] if image else []}, *rest, api_name="/chat")
+    with pytest.raises(AppError) as refused:
+        job.result(timeout=120)
+    return job.outputs()[-1][0], refused.value
 
 
 def texts(chat: list[dict]) -> list[str]:
@@ -229,10 +238,12 @@ def test_a_bad_upload_is_refused_with_a_reason(
 ) -> None:
     bad = tmp_path / name
     bad.write_bytes(data)
-    _, (chat, overlay, *_) = ask(client, "how many cups?", bad, *settings("segment"))
+    chat, refused = ask_refused(client, "how many cups?", bad, *settings("segment"))
     last = texts(chat)[-1]
     assert last.startswith("**Error:** ") and reason in last and "Traceback" not in last
-    assert overlay is None
+    assert str(refused) == last.removeprefix("**Error:** ") and "\n" not in str(refused)
+    chat, refused = ask_refused(client, "cup", None, *settings("segment"))  # the session lives on, imageless
+    assert str(refused).startswith("there is no image yet") and texts(chat)[-1] == f"**Error:** {refused}"
 
 
 def test_an_upload_over_the_size_limit_is_refused(client: Client, tmp_path: Path) -> None:
@@ -253,8 +264,9 @@ def test_llm_problems_are_messages_not_tracebacks(client: Client, tmp_path: Path
     image = picture(tmp_path / "q.png", 40, 30, seed=5)
     with ReplayServer(llm_turns) as llm:
         rest = ("agent", 0.0, 0.5, llm.base_url, model, "")
-        _, (chat, *_) = ask(client, "where is the cup?", image, *rest)
+        chat, refused = ask_refused(client, "where is the cup?", image, *rest)
     assert message in texts(chat)[-1] and "Traceback" not in " ".join(texts(chat))
+    assert message in str(refused) and "Traceback" not in str(refused)
 
 
 def test_agent_mode_without_an_llm_is_answered_by_the_built_in_planner(client: Client, tmp_path: Path) -> None:
@@ -280,13 +292,59 @@ def test_segment_image_api(client: Client, tmp_path: Path) -> None:
     assert result["image_size"] == [40, 50]
     assert [inst["id"] for inst in result["instances"]] == list(range(1, 41))
     assert rle_decode(Rle(**result["instances"][0]["rle"])).shape == (40, 50)
-    refused = client.predict(handle_file(str(image)), " , ", 0.5, api_name="/segment_image")
-    assert "noun phrases" in refused["error"]
-    not_a_file = client.predict("/etc/hostname", "cup", 0.5, api_name="/segment_image")
-    assert not_a_file == {"error": "expected an uploaded image file, got str"}
-    notes = tmp_path / "notes.txt"
-    notes.write_text("hello")
-    refused = client.predict(handle_file(str(notes)), "cup", 0.5, api_name="/segment_image")
-    assert refused["error"].startswith("'notes.txt' is not a recognised image format"), "no server paths in errors"
+
+
+@pytest.mark.parametrize(
+    ("image", "phrases", "message"),
+    [
+        ("api.png", " , ", "type one or more noun phrases separated by commas, e.g. 'cup, laptop'"),
+        ("api.png", "x" * (MAX_PHRASE_CHARS + 1), f"at most {MAX_PHRASE_CHARS} characters"),
+        ("notes.txt", "cup", "'notes.txt' is not a recognised image format"),
+        (None, "cup", "expected an uploaded image file, got str"),
+    ],
+)
+def test_segment_image_refuses_bad_input_with_an_app_error(
+    client: Client, tmp_path: Path, image: str | None, phrases: str, message: str
+) -> None:
+    picture(tmp_path / "api.png", 50, 40, seed=6)
+    (tmp_path / "notes.txt").write_text("hello")
+    sent = handle_file(str(tmp_path / image)) if image else "/etc/hostname"
+    with pytest.raises(AppError) as refused:
+        client.predict(sent, phrases, 0.5, api_name="/segment_image")
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    assert str(tmp_path) not in str(refused.value) and "Traceback" not in str(refused.value), "no server paths"
+
+
+def test_segment_image_defaults_are_the_servers_thresholds(app: RunningApp, client: Client, tmp_path: Path) -> None:
+    """The app runs with score_threshold=0.0 (as ``--score-threshold 0``): the API's default is that, not 0.5."""
+    image = handle_file(str(picture(tmp_path / "api.png", 50, 40, seed=6)))
+    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/segment_image"]
+    defaults = {p["parameter_name"]: p.get("parameter_default") for p in endpoint["parameters"]}
+    assert defaults == {"image": None, "phrases": None, "score_threshold": 0.0, "mask_threshold": 0.5}
+    implicit = client.predict(image, "cup", api_name="/segment_image")
+    explicit = client.predict(image, "cup", 0.0, 0.5, api_name="/segment_image")
+    stricter = client.predict(image, "cup", 0.5, api_name="/segment_image")
+    assert implicit == explicit
+    assert len(implicit["instances"]) > len(stricter["instances"]), "the default must be the server's 0.0"
+
+
+def test_view_api_lists_every_endpoint_with_types(client: Client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert list(endpoints) == ["/segment_image"], "UI endpoints stay off the API page (and off MCP)"
+    assert sorted(endpoints) == ["/chat", "/refine", "/segment_image"]
+    params = {name: [p["parameter_name"] for p in e["parameters"]] for name, e in endpoints.items()}
+    settings_names = ["mode", "score_threshold", "mask_threshold", "llm_base_url", "llm_model", "llm_api_key"]
+    assert params["/chat"] == ["message", *settings_names]
+    assert params["/refine"] == ["box", "polarity", "phrase", *settings_names]
+    chat_defaults = {p["parameter_name"]: p["parameter_default"] for p in endpoints["/chat"]["parameters"][1:]}
+    assert chat_defaults == dict(zip(settings_names, ["agent", 0.0, 0.5, "", "", ""], strict=True))
+    returns = {name: [(r["label"], r["python_type"]["type"]) for r in e["returns"]] for name, e in endpoints.items()}
+    assert [label for label, _ in returns["/chat"]] == [
+        "Chat", "Overlay", "Answer", "Instances", "Downloads", "Phrase", "Hint"
+    ]  # fmt: skip
+    assert returns["/refine"][:-1] == returns["/chat"] and returns["/refine"][-1] == ("Box", "str")
+    for name, types in returns.items():
+        for label, python_type in types:
+            assert python_type != "Any", f"{name} returns {label} untyped"
+    [(_, python_type)] = returns["/segment_image"]
+    assert python_type.startswith("dict(image_size: list[int], instances: list[dict(id: int, phrase: str, score: float")
+    assert "rle: dict(size: list[int], counts: str)" in python_type

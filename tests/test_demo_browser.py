@@ -20,10 +20,11 @@ from PIL import Image
 
 from sam3_agent.agent.messages import AssistantMessage
 from sam3_agent.demo import browser
-from sam3_agent.demo.app import build_demo, launch_demo
+from sam3_agent.demo.app import CHAT_PLACEHOLDERS, MESSAGE_PLACEHOLDERS, build_demo, launch_demo
 from sam3_agent.demo.config import DemoConfig
 from sam3_agent.engine.transformers_engine import Sam3Engine
 from sam3_agent.testing.replay_server import ReplayServer
+from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
 from sam3_agent.testing.turns import tool_call_turn
 
 pytestmark = pytest.mark.skipif(
@@ -127,6 +128,51 @@ def test_ask_with_no_llm_configured_the_planner_answers(engine: Sam3Engine, tmp_
             page.locator("#sam3-chat").get_by_text("Answered by built-in planner.").wait_for()
             page.locator("#sam3-chat").get_by_text('Step 1 · segment_phrases: "cups"').wait_for()
             assert page.locator("#sam3-answer").get_by_text("Count:").is_visible()
+    finally:
+        demo.close()
+
+
+IN_VIEW = """() => {
+    const r = document.querySelector('#sam3-message').getBoundingClientRect();  // the whole box, not just its text
+    return window.scrollY === 0 && r.top >= 0 && r.bottom <= window.innerHeight;
+}"""
+
+
+def test_the_message_box_is_in_view_and_follows_the_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 1400x1000 the message box shows without scrolling; its placeholder and the LLM settings follow the mode."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-cache"))
+    scene = Scene(80, 60, [SceneObject("dot", (10, 10, 40, 40))])
+    demo = build_demo(SceneSegmenter(scene), DemoConfig(workdir=tmp_path / "work"))
+    url = launch_demo(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
+    image = tmp_path / "dot.png"
+    scene.image().save(image)
+    try:
+        with browser.chromium_page(width=1400, height=1000) as page:
+            page.goto(url)
+            page.wait_for_selector(browser.MESSAGE_BOX)
+            assert page.evaluate(IN_VIEW), "the message box is below the fold at 1400x1000"
+            assert page.get_attribute(browser.MESSAGE_BOX, "placeholder") == MESSAGE_PLACEHOLDERS["agent"]
+            page.locator("#sam3-chat").get_by_text(CHAT_PLACEHOLDERS["agent"]).wait_for()
+            page.locator("#sam3-settings").get_by_text("Settings").first.click()
+            page.get_by_label("LLM model").wait_for()
+
+            page.get_by_label("Segment only (no LLM)").check()
+            page.wait_for_function(
+                f"() => document.querySelector('{browser.MESSAGE_BOX}').placeholder === "
+                f"{MESSAGE_PLACEHOLDERS['segment']!r}"
+            )
+            page.locator("#sam3-chat").get_by_text(CHAT_PLACEHOLDERS["segment"]).wait_for()
+            page.get_by_label("LLM model").wait_for(state="hidden")
+            page.evaluate("() => window.scrollTo(0, 0)")
+            assert page.evaluate(IN_VIEW), "the open settings must not push the message box down"
+            browser.send_message(page, url, image, "dot")
+            page.locator("#sam3-answer").get_by_text("dot: 1 mask").wait_for()
+            assert page.evaluate(IN_VIEW), "an answer must not push the message box down"
+            save_screenshot(page, tmp_path, "demo_segment_mode_fold.png")
+
+            page.get_by_label("Agent (LLM or built-in planner + SAM 3)").check()
+            page.get_by_label("LLM model").wait_for()
+            assert page.get_attribute(browser.MESSAGE_BOX, "placeholder") == MESSAGE_PLACEHOLDERS["agent"]
     finally:
         demo.close()
 

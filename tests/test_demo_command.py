@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+import base64
+import io
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -74,7 +76,7 @@ def test_defaults_local_no_share_agent_mode_with_the_planner(tiny_checkpoint: Pa
     result = runner.invoke(app, ["demo", "--checkpoint", str(tiny_checkpoint), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert launched["host"] == "127.0.0.1" and launched["port"] is None
-    assert launched["share"] is False and launched["mcp"] is False
+    assert launched["share"] is False and launched["mcp_server"] is None
     config: DemoConfig = launched["config"]
     assert config.llm_model is None and config.default_mode == "agent" and config.answered_by == "built-in planner"
     assert launched["segmenter"].loaded
@@ -96,7 +98,10 @@ def test_llm_flags_win_over_the_environment(
     assert config.default_mode == "agent" and config.score_threshold == 0.3
     assert "answered by flag-model at http://env:1/v1" in " ".join(result.output.split())
     assert config.max_upload_bytes == 2 * 2**20 == launched["max_upload_bytes"]
-    assert launched["port"] == 7999 and launched["share"] is True and launched["mcp"] is True
+    assert launched["port"] == 7999 and launched["share"] is True
+    assert "MCP tools: streamable HTTP at the page's URL + /mcp" in " ".join(result.output.split())
+    mcp_server = launched["mcp_server"]
+    assert mcp_server is not None and mcp_server.name == "sam3-agent"
     engine = launched["segmenter"]
     for value in range(4):
         engine.encode_image(Image.new("RGB", (32, 32), (value, 0, 0)))
@@ -119,25 +124,52 @@ def test_bad_settings_exit_with_a_message(tiny_checkpoint: Path, launched: dict,
     assert "demo" not in launched
 
 
-def test_mcp_flag_serves_the_api_as_a_tool_or_says_why_not(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+def test_mcp_flag_without_the_mcp_sdk_exits_with_the_install_line(
+    tiny_checkpoint: Path, launched: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(sys.modules, "sam3_agent.integrations.mcp_server", None)  # as if mcp were not installed
+    result = runner.invoke(app, ["demo", "-c", str(tiny_checkpoint), "--mcp"])
+    assert result.exit_code == 2, result.output
+    assert "--mcp needs the MCP SDK: pip install 'sam3-agent[mcp]'" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and "demo" not in launched
+
+
+def test_the_demo_serves_our_mcp_tools_on_its_own_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MCP SDK's streamable HTTP client lists the tools at <page URL>mcp and segments a data: URL image
+    with the page's segmenter; the page itself keeps working."""
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-cache"))
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
     from sam3_agent.demo.app import build_demo, launch_demo
+    from sam3_agent.demo.mcp_mount import MCP_PATH, demo_mcp_server
     from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
 
-    demo = build_demo(SceneSegmenter(Scene(20, 20, [SceneObject("dot", (2, 2, 9, 9))])), DemoConfig(workdir=tmp_path))
-    with caplog.at_level(logging.WARNING, logger="sam3_agent.demo.app"):
-        url = launch_demo(demo, port=free_port(), mcp=True, prevent_thread_lock=True, quiet=True)
+    scene = Scene(20, 20, [SceneObject("dot", (2, 2, 9, 9), score=0.9)])
+    segmenter, config = SceneSegmenter(scene), DemoConfig(workdir=tmp_path, score_threshold=0.95)
+    demo = build_demo(segmenter, config)
+    url = launch_demo(demo, port=free_port(), mcp_server=demo_mcp_server(segmenter, config), quiet=True,
+                      prevent_thread_lock=True)  # fmt: skip
+    buffer = io.BytesIO()
+    scene.image().save(buffer, format="PNG")
+    image = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+    async def session() -> tuple[list[str], dict, dict]:
+        async with streamable_http_client(url.rstrip("/") + MCP_PATH) as (read, write), ClientSession(read, write) as s:
+            await s.initialize()
+            tools = [tool.name for tool in (await s.list_tools()).tools]
+            strict = await s.call_tool("sam3_segment", {"image": image, "phrases": ["dot"]})
+            loose = await s.call_tool("sam3_segment", {"image": image, "phrases": ["dot"], "score_threshold": 0.5})
+            return tools, strict.structured_content, loose.structured_content
+
     try:
-        assert httpx.get(url, timeout=10).status_code == 200, "the page must run either way"
-        if demo.mcp_server:
-            tools = httpx.get(url + "gradio_api/mcp/schema", timeout=10).json()
-            assert [tool["name"] for tool in tools] == ["segment_image"]
-        else:  # Gradio 6.31's MCP server needs mcp<2; the reason is logged, not raised
-            assert "the MCP server did not start" in caplog.text
+        tools, strict, loose = anyio.run(session)
+        assert httpx.get(url, timeout=10).status_code == 200, "the page must still run"
     finally:
         demo.close()
+    assert tools == ["sam3_segment", "sam3_count", "sam3_ask"]
+    assert strict["instances"] == [], "the tools' default threshold is the demo's (0.95 > the dot's 0.9)"
+    assert [inst["phrase"] for inst in loose["instances"]] == ["dot"] and loose["image_size"] == [20, 20]
 
 
 def test_the_launcher_script_serves_the_page(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from sam3_agent.demo.session import DRAWN, NEGATIVE, POSITIVE, DemoSession
 from sam3_agent.demo.streaming import stream_agent
 from sam3_agent.errors import ConfigError, LLMError, PromptError
 from sam3_agent.masks import rle_decode
-from sam3_agent.schema import Answer, Instance, Prompt, Rle, Thresholds, TraceStep
+from sam3_agent.schema import MAX_PHRASE_CHARS, Answer, Instance, Prompt, Rle, Thresholds, TraceStep
 from sam3_agent.testing.scene import Scene, SceneObject, SceneSegmenter
 from sam3_agent.testing.scripted import ScriptedChatModel, failing_turn
 from sam3_agent.testing.turns import tool_call_turn
@@ -264,7 +264,10 @@ def test_errors_become_readable_chat_messages(tmp_path: Path, desk_png: Path, se
     text = last_text(session)
     assert text.startswith("**Error:** ") and message in text, text
     assert "Traceback" not in text
+    assert session.error == text.removeprefix("**Error:** "), "the page raises this line as gr.Error"
     assert not any((m.get("metadata") or {}).get("status") == "pending" for m in session.chat)
+    run(handlers.chat(session, {"text": "cup", "files": []}, SEGMENT))
+    assert session.error == "", "a later action that succeeds clears the error"
 
 
 @pytest.mark.parametrize(
@@ -415,7 +418,7 @@ def test_split_phrases(text: str, phrases: list[str]) -> None:
     [
         (" , ;", "type one or more noun phrases"),
         (",".join(f"p{i}" for i in range(17)), "at most 16"),
-        ("x" * 121, "at most 120"),
+        ("x" * (MAX_PHRASE_CHARS + 1), f"at most {MAX_PHRASE_CHARS} characters"),
     ],
 )
 def test_split_phrases_refuses(text: str, message: str) -> None:

@@ -2,10 +2,13 @@
 
 Per-session state is a ``gr.State`` holding a ``DemoSession`` (a fresh one per browser tab or
 ``gradio_client`` session, its files deleted when Gradio drops the session); the segmenter is shared.
-Endpoints for ``gradio_client`` (hidden from the API page, callable): ``/chat`` (message as a
-MultimodalTextbox value ``{"text", "files"}``, then mode, score threshold, mask threshold, LLM endpoint,
-model, API key; it streams) and ``/refine`` (box text, "positive" / "negative", phrase, then the same
-settings). Public API (and MCP tool where Gradio's MCP server runs): ``/segment_image``.
+Endpoints for ``gradio_client``, all on the API page with their types: ``/segment_image``
+(``sam3_agent.demo.api``: image, phrases, thresholds; SAM 3 alone), ``/chat`` (message as a MultimodalTextbox
+value ``{"text", "files"}``, then mode, score threshold, mask threshold, LLM endpoint, model, API key, each
+defaulting to the page's setting; it streams) and ``/refine`` (box text, "positive" / "negative", phrase, then
+the same settings). A refused input or a failure raises ``gr.Error`` (a toast on the page, ``AppError`` in
+``gradio_client``) after the chat shows it. ``launch_demo(..., mcp_server=...)`` also serves our MCP server
+(``sam3_agent.demo.mcp_mount``).
 
 A click on the overlay does what the "A click on the image" radio says: a corner of an exemplar box (the
 default), or a point on / off ONE object, which SAM 3's tracker segments again after every click ("Clear
@@ -14,28 +17,36 @@ clicks" starts over; ``sam3_agent.demo.clicking``).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-from gradio.data_classes import FileData
 
 from sam3_agent.agent.chat_models import make_chat_model
 from sam3_agent.demo import formatting as fmt
-from sam3_agent.demo.config import DemoConfig
+from sam3_agent.demo.api import segment_api
+from sam3_agent.demo.config import DemoConfig, Mode
 from sam3_agent.demo.handlers import ChatModelFactory, DemoHandlers
 from sam3_agent.demo.session import DemoSession
 from sam3_agent.engine.protocol import Clicker, Segmenter
-from sam3_agent.errors import ImageError, Sam3AgentError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
 
 MODES = [("Agent (LLM or built-in planner + SAM 3)", "agent"), ("Segment only (no LLM)", "segment")]
 PLANNER_HINT = "empty: the built-in planner (no LLM; common query shapes only)"
 POLARITIES = [("Positive: find more like this", "positive"), ("Negative: reject look-alikes", "negative")]
+MESSAGE_PLACEHOLDERS: dict[Mode, str] = {
+    "agent": "Ask about the image, e.g. 'how many cups are left of the laptop?'",
+    "segment": "Noun phrases to segment, separated by commas, e.g. 'cup, laptop'",
+}
+CHAT_PLACEHOLDERS: dict[Mode, str] = {
+    "agent": "Attach an image with the paperclip (or paste one), then ask a question.",
+    "segment": "Attach an image with the paperclip (or paste one), then type the noun phrases to segment.",
+}
+CHAT_HEIGHT = "calc(100vh - 420px)"
+"""The chat fills the window above the message box, which stays in view (e.g. at 1400x1000)."""
 CLICK_MODES = [
     ("Box corner (refine a phrase)", "box"),
     ("Point on the object", "positive"),
@@ -119,8 +130,9 @@ def build_demo(
         _wire_chat(page, callbacks, config.concurrency)
         _wire_refine(page, callbacks, config.concurrency)
         _wire_new_chat(page, callbacks)
+        _wire_mode(page)
         gr.api(
-            _segment_api(handlers),
+            segment_api(handlers),
             api_name="segment_image",
             concurrency_limit=config.concurrency,
             concurrency_id="sam3",
@@ -222,16 +234,18 @@ def _chat_column(config: DemoConfig) -> _ChatColumn:
         )
         new_chat = gr.Button("New chat", size="sm", scale=1, min_width=90)
     chatbot = gr.Chatbot(
+        label="Chat",
         show_label=False,
-        height=760,
+        height=CHAT_HEIGHT,
+        min_height=300,
         elem_id="sam3-chat",
         buttons=["copy_all"],
         feedback_options=None,
-        placeholder="Attach an image with the paperclip (or paste one), then ask a question.",
+        placeholder=CHAT_PLACEHOLDERS[config.default_mode],
     )
     message = gr.MultimodalTextbox(
         show_label=False,
-        placeholder="Ask about the image, e.g. 'how many cups are left of the laptop?'",
+        placeholder=MESSAGE_PLACEHOLDERS[config.default_mode],
         sources=["upload"],
         file_count="multiple",
         elem_id="sam3-message",
@@ -242,7 +256,7 @@ def _chat_column(config: DemoConfig) -> _ChatColumn:
 
 def _results() -> _Results:
     overlay = gr.Image(
-        label="Overlay (click: box corners, or points on one object; see below)",
+        label="Overlay",
         type="pil",
         format="png",
         interactive=False,
@@ -255,8 +269,8 @@ def _results() -> _Results:
             CLICK_MODES, value="box", label="A click on the image", scale=4, elem_id="sam3-click-mode"
         )
         clear_clicks = gr.Button("Clear clicks", size="sm", scale=1, min_width=90, elem_id="sam3-clear-clicks")
-    hint = gr.Markdown(elem_id="sam3-hint")
-    answer = gr.Markdown(elem_id="sam3-answer")
+    hint = gr.Markdown(label="Hint", elem_id="sam3-hint")
+    answer = gr.Markdown(label="Answer", elem_id="sam3-answer")
     table = gr.Dataframe(
         value=_table([]),
         headers=fmt.TABLE_HEADERS,
@@ -267,7 +281,7 @@ def _results() -> _Results:
         elem_id="sam3-table",
     )
     files = gr.File(
-        label="Downloads: JSON (COCO RLE masks) and a PNG per selected mask",
+        label="Downloads",
         file_count="multiple",
         interactive=False,
         height=190,
@@ -279,8 +293,8 @@ def _results() -> _Results:
 def _refine_panel() -> _RefinePanel:
     with gr.Accordion("Refine with an exemplar box", open=False, elem_id="sam3-refine-panel") as panel:
         with gr.Row():
-            phrase = gr.Textbox(label="Phrase to re-run", scale=3)
-            box = gr.Textbox(label="Box x0, y0, x1, y1 (image pixels)", scale=3, elem_id="sam3-box")
+            phrase = gr.Textbox(value="", label="Phrase", scale=3)
+            box = gr.Textbox(label="Box", placeholder="x0, y0, x1, y1 (image pixels)", scale=3, elem_id="sam3-box")
         polarity = gr.Radio(POLARITIES, value="positive", show_label=False)
         with gr.Row():
             refine = gr.Button("Refine", variant="primary", elem_id="sam3-refine")
@@ -289,7 +303,7 @@ def _refine_panel() -> _RefinePanel:
 
 
 def _settings_panel(config: DemoConfig) -> _SettingsPanel:
-    with gr.Accordion("Settings", open=False):
+    with gr.Accordion("Settings", open=False, elem_id="sam3-settings"):
         score = gr.Slider(0, 1, value=config.score_threshold, step=0.01, label="Score threshold")
         mask = gr.Slider(0, 1, value=config.mask_threshold, step=0.01, label="Mask threshold")
         base_url = gr.Textbox(
@@ -299,6 +313,7 @@ def _settings_panel(config: DemoConfig) -> _SettingsPanel:
             value=config.llm_model or "", label="LLM model", placeholder=PLANNER_HINT, elem_id="sam3-model"
         )
         api_key = gr.Textbox(
+            value="",
             type="password",
             label="LLM API key",
             placeholder="empty: the server's key (for the server's endpoint) or none",
@@ -310,11 +325,11 @@ def _settings_panel(config: DemoConfig) -> _SettingsPanel:
 
 
 def _endpoint(api_name: str, concurrency: int) -> dict[str, Any]:
-    """An event ``gradio_client`` may call (off the API page), sharing the segmenter's concurrency limit;
+    """An event on the API page (``gradio_client`` may call it), sharing the segmenter's concurrency limit;
     the page's own events are ``api_visibility="private"``."""
     return {
         "api_name": api_name,
-        "api_visibility": "undocumented",
+        "api_visibility": "public",
         "show_progress": "minimal",
         "concurrency_limit": concurrency,
         "concurrency_id": "sam3",
@@ -359,6 +374,30 @@ def _wire_refine(page: _Page, callbacks: _Callbacks, concurrency: int) -> None:
     refine.clear.click(callbacks.clear_exemplars, [state], [overlay, refine.box, hint, state], api_visibility="private")
 
 
+def _wire_mode(page: _Page) -> None:
+    """The mode decides the placeholders, and whether the language model's settings are shown."""
+    s = page.settings
+
+    def follow(mode: Mode) -> tuple[Any, ...]:
+        llm = gr.Textbox(visible=mode == "agent")
+        return (
+            gr.MultimodalTextbox(placeholder=MESSAGE_PLACEHOLDERS[mode]),
+            gr.Chatbot(placeholder=CHAT_PLACEHOLDERS[mode]),
+            llm,
+            llm,
+            llm,
+        )
+
+    page.chat.mode.change(
+        follow,
+        [page.chat.mode],
+        [page.chat.message, page.chat.chatbot, s.base_url, s.llm_model, s.api_key],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+
+
 def _wire_new_chat(page: _Page, callbacks: _Callbacks) -> None:
     page.chat.new_chat.click(
         callbacks.start_over, [page.state], [*page.outputs, page.refine.box], api_visibility="private"
@@ -372,27 +411,29 @@ class _Callbacks:
         self.handlers = handlers
 
     # /chat and /refine take their own inputs, then the page's settings (``_Page.settings_inputs``) and the
-    # session; the parameter names are the endpoints' parameter names for ``gradio_client``.
+    # session; the parameter names are the endpoints' parameter names for ``gradio_client``. After the last
+    # update (which shows a failure in the chat), a failure is raised: a toast, and AppError in gradio_client.
     def chat(
-        self, message_value: dict[str, Any] | None,
-        mode_value: str, score_value: float, mask_value: float, url: str, model_name: str, key: str,
-        session: DemoSession,
+        self, message: dict[str, Any] | None,
+        mode: str, score_threshold: float, mask_threshold: float, llm_base_url: str, llm_model: str,
+        llm_api_key: str, session: DemoSession,
     ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
         view = _View()
-        values = _settings(mode_value, score_value, mask_value, url, model_name, key)
-        for s in self.handlers.chat(session, message_value, values):
+        values = _settings(mode, score_threshold, mask_threshold, llm_base_url, llm_model, llm_api_key)
+        for s in self.handlers.chat(session, message, values):
             yield view(s)
+        _raise_failure(session)
 
     def refine_box(
-        self, box_text: str, polarity_value: str, phrase_text: str,
-        mode_value: str, score_value: float, mask_value: float, url: str, model_name: str, key: str,
-        session: DemoSession,
+        self, box: str, polarity: str, phrase: str,
+        mode: str, score_threshold: float, mask_threshold: float, llm_base_url: str, llm_model: str,
+        llm_api_key: str, session: DemoSession,
     ) -> Iterator[tuple[Any, ...]]:  # fmt: skip
         view = _View()
-        values = _settings(mode_value, score_value, mask_value, url, model_name, key)
-        positive = polarity_value != "negative"
-        for s in self.handlers.refine(session, box_text or "", positive, phrase_text or "", values):
+        values = _settings(mode, score_threshold, mask_threshold, llm_base_url, llm_model, llm_api_key)
+        for s in self.handlers.refine(session, box or "", polarity != "negative", phrase or "", values):
             yield (*view(s), _box_value(s))
+        _raise_failure(session)
 
     def pick(self, session: DemoSession, evt: gr.SelectData) -> tuple[Any, ...]:
         x, y = evt.index
@@ -424,6 +465,11 @@ class _Callbacks:
         return (*_View()(self.handlers.reset(session)), "")
 
 
+def _raise_failure(session: DemoSession) -> None:
+    if session.error:
+        raise gr.Error(session.error, print_exception=False)
+
+
 def _result_values(s: DemoSession) -> tuple[Any, Any, Any]:
     """The answer, table and downloads panels for the session's latest result."""
     if s.result is None:
@@ -444,70 +490,41 @@ def _settings(mode: str, score: float, mask: float, url: str, model: str, key: s
     }
 
 
-def _segment_api(handlers: DemoHandlers) -> Callable[..., dict]:
-    def segment_image(image: FileData, phrases: str, score_threshold: float = 0.5) -> dict:
-        """Segment every instance of each noun phrase in an image with SAM 3 (no LLM involved).
-
-        Args:
-            image: the image file (PNG, JPEG, WebP, ...).
-            phrases: one or more short noun phrases separated by commas, e.g. "red cup, laptop".
-            score_threshold: keep instances whose score (query x presence probability) is at least this.
-
-        Returns:
-            {"image_size": [height, width], "instances": [{"id", "phrase", "score", "box" (XYXY pixels), "area",
-            "rle" (COCO run-length encoding)}, ...]}, or {"error": reason} when the input is refused.
-        """
-        from sam3_agent.demo.config import TurnSettings
-        from sam3_agent.schema import Prompt
-
-        try:
-            path = image.get("path") if isinstance(image, dict) else getattr(image, "path", None)
-            if not isinstance(path, str):
-                raise ImageError(f"expected an uploaded image file, got {type(image).__name__}")
-            pil = handlers.load_upload(Path(path))
-            prompts = [Prompt(text=p) for p in fmt.split_phrases(phrases)]
-            turn = TurnSettings.parse(score_threshold=score_threshold, mask_threshold=handlers.config.mask_threshold)
-            groups = handlers.segmenter.segment(pil, prompts, turn.thresholds)
-        except Sam3AgentError as exc:
-            return {"error": str(exc)}
-        found = [inst for group in groups for inst in group]
-        instances = [inst.model_copy(update={"id": i + 1}).model_dump(mode="json") for i, inst in enumerate(found)]
-        return {"image_size": [pil.height, pil.width], "instances": instances}
-
-    return segment_image
-
-
 def launch_demo(
     demo: gr.Blocks,
     *,
     host: str = "127.0.0.1",
     port: int | None = None,
     share: bool = False,
-    mcp: bool = False,
+    mcp_server: MCPServer | None = None,
     max_upload_bytes: int | None = None,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
 ) -> str:
     """Serve ``demo`` on ``host:port`` (None: Gradio picks from 7860 up); return its local URL.
 
-    ``share`` makes a public gradio.live link (off by default). ``mcp`` also serves the public API as MCP
-    tools when Gradio's MCP server can start (Gradio 6.31 needs ``mcp<2``); if it cannot, the page still runs
-    and a warning says why. Blocks until the server stops unless ``prevent_thread_lock``.
+    ``share`` makes a public gradio.live link (off by default). ``mcp_server`` (``demo_mcp_server``) is also
+    served, over streamable HTTP at ``<URL>mcp`` (``sam3_agent.demo.mcp_mount.MCP_PATH``), on the same port.
+    Blocks until the server stops unless ``prevent_thread_lock``.
     """
+    app_kwargs: dict[str, Any] = {}
+    if mcp_server is not None:
+        from sam3_agent.demo.mcp_mount import mcp_app_kwargs
+
+        app_kwargs = mcp_app_kwargs(mcp_server, host)
     _, url, _ = demo.launch(
         server_name=host,
         server_port=port,
         share=share,
-        mcp_server=mcp,
         max_file_size=max_upload_bytes,
         prevent_thread_lock=True,
         quiet=quiet,
         theme=gr.themes.Soft(),
         css=CSS,
         footer_links=["api"],
+        mcp_server=False,  # Gradio's own needs mcp<2; ours is mounted through app_kwargs
+        app_kwargs=app_kwargs,
     )
-    if mcp and not demo.mcp_server:
-        log.warning("the MCP server did not start: %s", getattr(demo, "mcp_error", "unknown reason"))
     if not prevent_thread_lock:
         demo.block_thread()
     return url

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, LLMOpt, ServerOpt, TokenOpt
 
@@ -34,7 +35,10 @@ def demo(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port. Default: the first free from 7860.")] = None,
     share: Annotated[bool, typer.Option(help="Also make a public gradio.live link (off by default).")] = False,
     mcp: Annotated[
-        bool, typer.Option(help="Also serve /segment_image as an MCP tool (needs Gradio's MCP support).")
+        bool,
+        typer.Option(
+            help="Also serve the MCP tools (as `sam3-agent mcp` does) over streamable HTTP at the page's URL + /mcp."
+        ),
     ] = False,
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Default score threshold.")] = 0.5,
     mask_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Default mask threshold.")] = 0.5,
@@ -68,7 +72,7 @@ def demo(
         with console.status("Connecting to the segmentation server …" if server else "Loading SAM 3 …", spinner="dots"):
             segmenter = make_segmenter(checkpoint, server, token, device, dtype, cache_size=cache_size)
     except Sam3AgentError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         code = EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError | PromptError) else EXIT_FAILURE
         raise typer.Exit(code) from None
     from sam3_agent.demo.app import build_demo, launch_demo
@@ -83,12 +87,22 @@ def demo(
         where = f"SAM 3 loaded on {getattr(segmenter, 'device', 'this machine')}"
     clicker = clicker_for(segmenter)  # point clicks: SAM 3's tracker on the engine's backbone (loaded on first click)
     clicks = "" if clicker is not None else " Point clicks are off: the checkpoint has no tracker."
+    mcp_server = None
+    if mcp:
+        from sam3_agent.demo.mcp_mount import MCP_PATH, demo_mcp_server
+
+        try:
+            mcp_server = demo_mcp_server(segmenter, config, clicker=clicker)
+        except Sam3AgentError as exc:
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILURE) from None
+        clicks += f" MCP tools: streamable HTTP at the page's URL + {MCP_PATH}."
     console.print(f"{where}; the page starts in {mode}.{clicks}", highlight=False)
     launch_demo(
         build_demo(segmenter, config, clicker=clicker),
         host=host,
         port=port,
         share=share,
-        mcp=mcp,
+        mcp_server=mcp_server,
         max_upload_bytes=config.max_upload_bytes,
     )

@@ -14,7 +14,7 @@ from typing import Any
 from sam3_agent.demo.config import MAX_PHRASES
 from sam3_agent.engine.tiling import SegmentReport
 from sam3_agent.errors import PromptError
-from sam3_agent.schema import Answer, Instance, TraceStep
+from sam3_agent.schema import MAX_PHRASE_CHARS, Answer, Instance, TraceStep
 
 ChatMessage = dict[str, Any]
 
@@ -22,7 +22,6 @@ TABLE_HEADERS = ["id", "phrase", "score", "area (px)", "box x0, y0, x1, y1"]
 
 _MASK_TOOLS = {"segment_phrases", "refine_with_exemplars", "segment_at"}
 _SPLIT = re.compile(r"[,;\n]+")
-MAX_PHRASE_CHARS = 120
 
 
 def user_text(text: str) -> ChatMessage:
@@ -143,8 +142,10 @@ def tiling_note(report: SegmentReport) -> str:
         lines.append(f"*Segmented in {report.tiles} overlapping tiles of {report.tile} px.*")
     for row in report.prompts:
         if row.near_cap:
-            lines.append(f"*Warning: **{row.phrase}** reached SAM 3's limit of {report.query_cap} objects per pass: "
-                         "the count may be too low.*")
+            lines.append(
+                f"*Warning: **{row.phrase}** reached SAM 3's limit of {report.query_cap} objects per pass: "
+                "the count may be too low.*"
+            )
     return "".join(f"\n\n{line}" for line in lines)
 
 

@@ -5,8 +5,9 @@ cache makes follow-up questions and refinements on the same image skip the backb
 ``DemoConfig`` and the folder for result files. Each action takes the caller's session, changes it and
 yields it (several times for streaming actions). Agent questions are answered by the session's language
 model, or by the built-in planner when none is set. Errors never escape: a caller mistake (bad upload, bad
-box, bad endpoint) or a failure (LLM endpoint down) becomes a readable chat message; anything unexpected is
-logged with its traceback and reported in one line.
+box, bad endpoint) or a failure (LLM endpoint down) becomes a readable chat message and the session's ``error``
+(which the page raises as ``gr.Error``); anything unexpected is logged with its traceback and reported in one
+line.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class DemoHandlers:
         the agent (mode "agent") or comma-separated noun phrases (mode "segment"). Yields the session after
         each visible change: the user's message, each agent step, the answer.
         """
+        session.error = ""
         try:
             turn = settings if isinstance(settings, TurnSettings) else TurnSettings.parse(**settings)
             text, files = _split_message(message)
@@ -202,6 +204,7 @@ class DemoHandlers:
         """Re-run ``phrase`` with the drawn box (``box_text`` "x0, y0, x1, y1", else the last box clicked) as a
         positive or negative exemplar, together with the exemplars given before for the same phrase."""
         added = False
+        session.error = ""
         try:
             turn = settings if isinstance(settings, TurnSettings) else TurnSettings.parse(**settings)
             if session.image is None:
@@ -292,6 +295,7 @@ class DemoHandlers:
     def click(self, session: DemoSession, x: float, y: float, positive: bool, settings: Settings) -> DemoSession:
         """A click at pixel (x, y) of the original image in point mode: a point on the object (``positive``) or
         off it; the tracker segments the object from all points so far (``sam3_agent.demo.clicking``)."""
+        session.error = ""
         try:
             turn = settings if isinstance(settings, TurnSettings) else TurnSettings.parse(**settings)
             add_click(self.clicker, self.root, session, x, y, positive, turn.thresholds)
@@ -324,6 +328,7 @@ class DemoHandlers:
         else:
             log.exception("demo action failed")
             text = f"something went wrong inside the demo ({type(exc).__name__}: {exc}); the server log has details"
+        session.error = text
         session.chat.append(fmt.error_message(text))
 
 

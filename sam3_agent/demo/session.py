@@ -48,7 +48,8 @@ class DemoSession:
     question and refinement is about; ``result``: the latest answer or segmentation; ``phrase``: the phrase
     exemplar refinement re-runs; ``exemplars``: boxes accumulated for ``exemplar_phrase``; ``corner``: first
     click of a box being drawn; ``box``: the last box drawn, not yet used; ``hint``: a line under the image;
-    ``clicks``: the points clicked on one object, (x, y, label) with label 1 on it and 0 off it.
+    ``clicks``: the points clicked on one object, (x, y, label) with label 1 on it and 0 off it; ``error``: the
+    one-line reason the latest action failed ("" if it did not), which the page raises as ``gr.Error``.
     """
 
     chat: list[ChatMessage] = field(default_factory=list)
@@ -62,6 +63,7 @@ class DemoSession:
     box: BoxXYXY | None = None
     clicks: list[tuple[int, int, int]] = field(default_factory=list)
     hint: str = ""
+    error: str = ""
     workdir: Path | None = None
     runs: int = 0
     session_id: str = ""
