@@ -29,6 +29,7 @@ from sam3_agent.demo.api import segment_api
 from sam3_agent.demo.config import DemoConfig, Mode
 from sam3_agent.demo.handlers import ChatModelFactory, DemoHandlers
 from sam3_agent.demo.session import DemoSession
+from sam3_agent.demo.video_tab import TrackerSource, VideoRuns, build_video_tab
 from sam3_agent.engine.protocol import Clicker, Segmenter
 
 if TYPE_CHECKING:
@@ -117,16 +118,26 @@ def build_demo(
     *,
     chat_model_factory: ChatModelFactory = make_chat_model,
     clicker: Clicker | None = None,
+    video_tracker: TrackerSource | None = None,
 ) -> gr.Blocks:
     """The demo page for ``segmenter`` (shared by every session). Launch it with ``launch_demo``.
 
     ``clicker``: SAM 3's tracker for point clicks and the agent's ``segment_at`` (e.g. ``clicker_for(engine)``);
-    None: point clicks say that they need it."""
+    None: point clicks say that they need it. ``video_tracker``: SAM 3's video model (or a function loading it on
+    the first clip) for a second tab, "Video" (``sam3_agent.demo.video_tab``); None: images only."""
     handlers = DemoHandlers(segmenter, config, chat_model_factory=chat_model_factory, clicker=clicker)
     config = handlers.config
     callbacks = _Callbacks(handlers)
     with gr.Blocks(title=config.title, delete_cache=(3600, 3600)) as demo:
-        page = _page(config)
+        gr.Markdown(_header(config), elem_id="sam3-header")
+        if video_tracker is None:
+            page = _page(config)
+        else:
+            with gr.Tabs():
+                with gr.Tab("Image", id="image"):
+                    page = _page(config)
+                with gr.Tab("Video", id="video"):
+                    build_video_tab(VideoRuns(video_tracker, score=config.score_threshold), config.concurrency)
         _wire_chat(page, callbacks, config.concurrency)
         _wire_refine(page, callbacks, config.concurrency)
         _wire_new_chat(page, callbacks)
@@ -216,7 +227,6 @@ class _Page:
 
 def _page(config: DemoConfig) -> _Page:
     state = gr.State(DemoSession(), delete_callback=_delete_session)
-    gr.Markdown(_header(config), elem_id="sam3-header")
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             chat = _chat_column(config)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, LLMOpt, ServerOpt, TokenOpt
+
+if TYPE_CHECKING:
+    from sam3_agent.video.protocol import VideoTracker
 
 console = Console(stderr=True)
 
@@ -97,9 +101,19 @@ def demo(
             console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILURE) from None
         clicks += f" MCP tools: streamable HTTP at the page's URL + {MCP_PATH}."
+    video_tracker: Callable[[], VideoTracker] | None = None
+    if not isinstance(segmenter, RemoteSegmenter):  # the server has no video model: the tab needs SAM 3 here
+        from sam3_agent.cli_video import load_tracker
+
+        def load_video_model() -> VideoTracker:
+            return load_tracker(checkpoint, device, dtype)
+
+        video_tracker = load_video_model
+
+        clicks += " Video tab: SAM 3's video model loads on the first clip."
     console.print(f"{where}; the page starts in {mode}.{clicks}", highlight=False)
     launch_demo(
-        build_demo(segmenter, config, clicker=clicker),
+        build_demo(segmenter, config, clicker=clicker, video_tracker=video_tracker),
         host=host,
         port=port,
         share=share,
