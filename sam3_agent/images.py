@@ -4,6 +4,11 @@ Every failure is an ``ImageError`` whose message says what was expected and what
 count is checked from the header before any pixel is decoded (decompression bombs), downloads and reads
 are capped at ``max_bytes``, the whole image is decoded once so truncated files fail here rather than
 later, EXIF orientation is applied, and every mode is converted to 8-bit RGB (see ``to_rgb``).
+
+URL downloads are guarded against request forgery: the host of the URL and of every redirect (followed
+here, at most ``MAX_REDIRECTS``) is resolved, and loopback, private, link-local, reserved, multicast and
+other non-public addresses are refused unless allowed (``allow_private_urls``); the connection then goes
+to the address that was checked. Errors about a download name the URL and the reason, never the body.
 """
 
 from __future__ import annotations
@@ -11,28 +16,55 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import ipaddress
 import os
 import re
+import socket
 import struct
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Collection
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sam3_agent.errors import ImageError
 
+if TYPE_CHECKING:
+    import httpx
+
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 64 * 2**20
+MAX_REDIRECTS = 5
+"""Redirects followed per download (each hop's address is checked)."""
+PrivateUrls = bool | Collection[str]
+"""``allow_private_urls``: False (public addresses only), True (any address), or the non-public networks to allow
+(CIDR or single addresses, e.g. ``["10.1.0.0/16", "127.0.0.1"]``)."""
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
 _WHITE = (255, 255, 255)
 # What PIL raises on broken data, depending on the format plugin.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError)
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the leading bytes of ``data`` (PNG, JPEG, GIF, WebP, BMP, TIFF), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
 
 
 def load_image(
@@ -41,6 +73,7 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = 20.0,
+    allow_private_urls: PrivateUrls = False,
 ) -> Image.Image:
     """Load an image as RGB with its EXIF orientation applied.
 
@@ -52,6 +85,9 @@ def load_image(
             decoding).
         max_bytes: refuse encoded data (file, download, data URL, stream) larger than this.
         timeout: seconds allowed for a whole URL download (connect, headers and body together).
+        allow_private_urls: URLs whose host (or a redirect's) resolves to a non-public address (loopback,
+            private, link-local, reserved, multicast, ...) are refused unless True, or unless the address is in
+            one of the networks given (e.g. ``["10.1.0.0/16"]``).
 
     Returns:
         A fully decoded PIL image in mode "RGB", of size (width, height) after EXIF rotation.
@@ -59,28 +95,39 @@ def load_image(
     Raises:
         ImageError: missing / empty / unreadable file, a directory, data that is not an image, a corrupt
             or truncated image, over ``max_bytes`` or ``max_pixels``, a malformed data URL, an
-            unsupported URL scheme, a network error, a timeout, or an HTTP error status.
+            unsupported URL scheme, a network error, a timeout, an HTTP error status, too many redirects,
+            or a URL (or redirect) to a non-public address that is not allowed.
     """
     if max_pixels < 1 or max_bytes < 1:
         raise ImageError(f"max_pixels and max_bytes must be >= 1, got {max_pixels=}, {max_bytes=}")
     if isinstance(source, Image.Image):
         return _finish(source, max_pixels, "the given PIL image")
-    data, what = _read_source(source, max_bytes=max_bytes, timeout=timeout)
+    if isinstance(source, str) and source[:8].lower().startswith(("http://", "https://")):
+        data = _download(source, max_bytes=max_bytes, timeout=timeout, allow_private=allow_private_urls)
+        return decode_image(data, max_pixels=max_pixels, what=f"image at {_short(source)}", echo=False)
+    data, what = _read_source(source, max_bytes=max_bytes)
     return decode_image(data, max_pixels=max_pixels, what=what)
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image data") -> Image.Image:
-    """Decode encoded image bytes (PNG, JPEG, WebP, ...) to RGB; ``what`` names the source in errors."""
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image data", echo: bool = True
+) -> Image.Image:
+    """Decode encoded image bytes (PNG, JPEG, WebP, ...) to RGB; ``what`` names the source in errors, which quote
+    the first bytes of data that is not an image unless ``echo`` is False (downloads: never show the body)."""
     if not data:
         raise ImageError(f"{what} is empty (0 bytes)")
+    fmt = sniff_format(data)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError(f"{what} is not a recognised image format (starts with {bytes(data[:16])!r})") from None
+        if fmt is not None:  # the signature is right, the header after it is not
+            raise ImageError(f"{what} is a corrupt or truncated {fmt} file: its header cannot be read") from None
+        head = f" (starts with {bytes(data[:16])!r})" if echo else ""
+        raise ImageError(f"{what} is not a recognised image format{head}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{what} is too large to decode safely: {exc}") from None
     except _DECODE_ERRORS as exc:
-        raise ImageError(f"{what} has a corrupt image header: {exc}") from None
+        raise ImageError(f"{what} is a corrupt or truncated {fmt or 'image'} file (its header: {exc})") from None
     return _finish(image, max_pixels, what)
 
 
@@ -161,7 +208,7 @@ def _stretch_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(grey).convert("RGB")
 
 
-def _read_source(source: object, *, max_bytes: int, timeout: float) -> tuple[bytes, str]:
+def _read_source(source: object, *, max_bytes: int) -> tuple[bytes, str]:
     """The encoded bytes of a non-PIL source and a short description of it for error messages."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
@@ -170,7 +217,7 @@ def _read_source(source: object, *, max_bytes: int, timeout: float) -> tuple[byt
     if isinstance(source, os.PathLike):
         return _read_file(Path(source), max_bytes), f"image file {os.fspath(source)!r}"
     if isinstance(source, str):
-        return _read_string(source, max_bytes=max_bytes, timeout=timeout)
+        return _read_string(source, max_bytes=max_bytes)
     if hasattr(source, "read"):
         return _read_stream(source, max_bytes), "image stream"
     raise ImageError(
@@ -179,7 +226,7 @@ def _read_source(source: object, *, max_bytes: int, timeout: float) -> tuple[byt
     )
 
 
-def _read_string(source: str, *, max_bytes: int, timeout: float) -> tuple[bytes, str]:
+def _read_string(source: str, *, max_bytes: int) -> tuple[bytes, str]:
     scheme_match = _SCHEME.match(source)
     # One letter before ':' is a Windows drive ("C:\\x.png"), not a URL scheme.
     scheme = scheme_match.group(1).lower() if scheme_match and len(scheme_match.group(1)) > 1 else None
@@ -189,8 +236,6 @@ def _read_string(source: str, *, max_bytes: int, timeout: float) -> tuple[bytes,
         return _read_file(Path(source), max_bytes), f"image file {source!r}"
     if scheme == "data":
         return _decode_data_url(source, max_bytes), "data URL"
-    if scheme in ("http", "https"):
-        return _download(source, max_bytes=max_bytes, timeout=timeout), f"image at {_short(source)}"
     if scheme == "file":
         path = urllib.request.url2pathname(urllib.parse.urlparse(source).path)
         return _read_file(Path(path), max_bytes), f"image file {path!r}"
@@ -262,32 +307,126 @@ def _decode_data_url(url: str, max_bytes: int) -> bytes:
     return data
 
 
-def _download(url: str, *, max_bytes: int, timeout: float) -> bytes:
-    """GET ``url`` (redirects followed), streaming at most ``max_bytes``, within ``timeout`` seconds overall."""
+def _download(url: str, *, max_bytes: int, timeout: float, allow_private: PrivateUrls) -> bytes:
+    """GET ``url``, following redirects here (every hop's address checked), streaming at most ``max_bytes``,
+    within ``timeout`` seconds overall."""
     import httpx  # imported on first URL only: keeps `import sam3_agent.images` light
 
     where = _short(url)
     deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    received = 0
+    hop = url
+    # Through an HTTP proxy the TLS name would be the pinned address: checked downloads connect directly.
+    trust_env = allow_private is True
     try:
-        with (
-            httpx.Client(timeout=timeout, follow_redirects=True) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code >= 400:
-                raise ImageError(f"HTTP {response.status_code} {response.reason_phrase} fetching {where}")
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit():
-                _check_bytes(int(declared), max_bytes, f"image at {where}")
-            for chunk in response.iter_bytes():
-                received += len(chunk)
-                _check_bytes(received, max_bytes, f"image at {where}")
-                if time.monotonic() > deadline:
-                    raise ImageError(f"timed out after {timeout} s downloading {where}")
-                chunks.append(chunk)
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=trust_env) as client:
+            for hops in range(MAX_REDIRECTS + 1):
+                left = max(deadline - time.monotonic(), 0.001)  # one budget for every hop
+                request = _checked_request(client, hop, allow_private, where, left, redirected=hops > 0)
+                response = client.send(request, stream=True)
+                try:
+                    if not response.has_redirect_location:
+                        return _read_body(response, where, max_bytes, deadline, timeout)
+                    hop = str(httpx.URL(hop).join(response.headers["location"]))
+                finally:
+                    response.close()
     except httpx.TimeoutException:
         raise ImageError(f"timed out after {timeout} s fetching {where}") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ImageError(f"could not fetch {where}: {exc}") from None
+    raise ImageError(f"could not fetch {where}: more than {MAX_REDIRECTS} redirects")
+
+
+def _checked_request(
+    client: httpx.Client, hop: str, allow_private: PrivateUrls, where: str, timeout: float, *, redirected: bool
+) -> httpx.Request:
+    """The GET of one hop; unless every address is allowed, sent to the resolved address that passed the check
+    (the Host header and TLS name stay the URL's), so a second DNS answer cannot point it elsewhere."""
+    import httpx
+
+    url = httpx.URL(hop)
+    via = f" (redirected to {_short(hop)})" if redirected else ""
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ImageError(f"refused to fetch {where}{via}: only http(s) URLs with a host are fetched")
+    if allow_private is True:
+        return client.build_request("GET", url, timeout=timeout)
+    address = _allowed_address(url.host, url.port or (443 if url.scheme == "https" else 80), allow_private)
+    if isinstance(address, str):
+        raise ImageError(f"refused to fetch {where}{via}: {address}")
+    pinned = url.copy_with(host=str(address))
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    headers = {"Host": url.netloc.decode("ascii")}
+    return client.build_request("GET", pinned, headers=headers, extensions=extensions, timeout=timeout)
+
+
+def _allowed_address(host: str, port: int, allowed: PrivateUrls) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
+    """The first address ``host`` resolves to when every one is public or in ``allowed``; else why not (text)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot resolve its host {host!r} ({exc})"
+    networks = private_networks(allowed)
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    if not addresses:
+        return f"its host {host!r} resolves to no address"
+    for address in addresses:
+        kind = _non_public_kind(address)
+        if kind is not None and not any(address in net for net in networks if net.version == address.version):
+            return (
+                f"its host {host!r} resolves to {address}, a {kind} address; non-public addresses are refused "
+                "unless allowed (allow_private_urls)"
+            )
+    return addresses[0]
+
+
+def _non_public_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of non-public address this is ("loopback", "private", ...), or None for a public one."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    kinds = (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("non-public", not address.is_global),
+    )
+    return next((kind for kind, hit in kinds if hit), None)
+
+
+def private_networks(allowed: PrivateUrls) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks an ``allow_private_urls`` value allows beyond public addresses (none for True / False).
+
+    Raises:
+        ImageError: an entry is not a network or address.
+    """
+    if isinstance(allowed, bool):
+        return []
+    if isinstance(allowed, str):  # one network given bare, not in a list
+        allowed = [allowed]
+    expected = "expected networks such as '10.0.0.0/8' or '127.0.0.1'"
+    entries = list(allowed) if isinstance(allowed, Collection) else [allowed]
+    wrong = [net for net in entries if not isinstance(net, str)]
+    if wrong:
+        raise ImageError(f"allow_private_urls: {wrong[0]!r} is not a network written as text ({expected})")
+    try:
+        return [ipaddress.ip_network(net, strict=False) for net in entries]
+    except ValueError as exc:
+        raise ImageError(f"allow_private_urls: {exc} ({expected})") from None
+
+
+def _read_body(response: httpx.Response, where: str, max_bytes: int, deadline: float, timeout: float) -> bytes:
+    if response.status_code >= 400:
+        raise ImageError(f"HTTP {response.status_code} {response.reason_phrase} fetching {where}")
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit():
+        _check_bytes(int(declared), max_bytes, f"image at {where}")
+    chunks: list[bytes] = []
+    received = 0
+    for chunk in response.iter_bytes():
+        received += len(chunk)
+        _check_bytes(received, max_bytes, f"image at {where}")
+        if time.monotonic() > deadline:
+            raise ImageError(f"timed out after {timeout} s downloading {where}")
+        chunks.append(chunk)
     return b"".join(chunks)

@@ -124,6 +124,28 @@ def test_corrupt_png_body() -> None:
         load_image(bytes(data))
 
 
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (b"\xff\xd8\xff" + b"garbage, not JPEG markers " * 8, "JPEG"),
+        (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 2, "JPEG"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 7, "PNG"),
+        (b"GIF89a" + b"\x01", "GIF"),
+        (b"RIFF\x10\x00\x00\x00WEBPjunk", "WebP"),
+    ],
+)
+def test_a_right_signature_with_garbage_after_it_is_a_corrupt_file_of_that_format(
+    tmp_path: Path, data: bytes, fmt: str
+) -> None:
+    path = tmp_path / "photo.bin"
+    path.write_bytes(data)
+    with pytest.raises(ImageError) as raised:
+        load_image(path)
+    message = str(raised.value)
+    assert f"is a corrupt or truncated {fmt} file" in message and "not a recognised image format" not in message
+    assert "\n" not in message
+
+
 def test_over_max_bytes(tmp_path: Path) -> None:
     path = tmp_path / "img.png"
     path.write_bytes(PNG)
@@ -362,32 +384,38 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
+LOCAL = ["127.0.0.0/8"]
+"""The test server is on loopback, which downloads refuse unless allowed (see tests/test_image_urls.py)."""
+
+
 def test_http_url(server: str) -> None:
-    assert (np.asarray(load_image(f"{server}/img.png")) == np.asarray(gradient())).all()
-    assert load_image(f"{server}/redirect").size == (40, 30)
+    assert (np.asarray(load_image(f"{server}/img.png", allow_private_urls=True)) == np.asarray(gradient())).all()
+    assert load_image(f"{server}/redirect", allow_private_urls=True).size == (40, 30)
+    # allowed by network: the connection goes to the checked address, redirects included
+    assert load_image(f"{server}/redirect", allow_private_urls=LOCAL).size == (40, 30)
 
 
 def test_http_404(server: str) -> None:
     with pytest.raises(ImageError, match=r"HTTP 404 Not Found fetching http://127\.0\.0\.1"):
-        load_image(f"{server}/missing.png")
+        load_image(f"{server}/missing.png", allow_private_urls=LOCAL)
 
 
 def test_http_oversize(server: str) -> None:
     with pytest.raises(ImageError, match=r"over the limit of 4,000 bytes"):
-        load_image(f"{server}/big.png", max_bytes=4000)
+        load_image(f"{server}/big.png", max_bytes=4000, allow_private_urls=LOCAL)
     with pytest.raises(ImageError, match=r"over the limit of 4,000 bytes"):
-        load_image(f"{server}/chunked-big", max_bytes=4000)
+        load_image(f"{server}/chunked-big", max_bytes=4000, allow_private_urls=True)
 
 
 def test_http_not_an_image_and_connection_refused(server: str) -> None:
-    with pytest.raises(ImageError, match=r"image at http://127\.0\.0\.1.* is not a recognised image format"):
-        load_image(f"{server}/page.html")
+    with pytest.raises(ImageError, match=r"image at http://127\.0\.0\.1.* is not a recognised image format$"):
+        load_image(f"{server}/page.html", allow_private_urls=LOCAL)
     with pytest.raises(ImageError, match=r"could not fetch http://127\.0\.0\.1:1/"):
-        load_image("http://127.0.0.1:1/x.png", timeout=5)
+        load_image("http://127.0.0.1:1/x.png", timeout=5, allow_private_urls=LOCAL)
 
 
 def test_http_overall_timeout(server: str) -> None:
     start = time.monotonic()
     with pytest.raises(ImageError, match=r"timed out after 0\.7 s downloading"):
-        load_image(f"{server}/drip", timeout=0.7)
+        load_image(f"{server}/drip", timeout=0.7, allow_private_urls=LOCAL)
     assert time.monotonic() - start < 2.0

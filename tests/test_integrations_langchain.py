@@ -129,6 +129,11 @@ def test_show_overlay_puts_the_overlay_in_the_content(service: Sam3Service) -> N
 
 def test_agent_tool_without_an_llm_describes_the_planner(service: Sam3Service) -> None:
     assert [t.name for t in sam3_tools(service)] == ["sam3_segment", "sam3_count", "sam3_ask"]
+
+    class CannotAsk(Sam3Service):
+        can_ask = False  # type: ignore[assignment]
+
+    assert [t.name for t in sam3_tools(CannotAsk(service.segmenter))] == ["sam3_segment", "sam3_count"]
     assert Sam3AgentTool(service=service).description == ASK_PLANNER_DESCRIPTION
     with_llm = Sam3Service(service.segmenter, ScriptedChatModel([]), images=service.images)
     assert Sam3AgentTool(service=with_llm).description == ASK_LLM_DESCRIPTION
@@ -356,3 +361,15 @@ def test_tool_arguments_schema_is_the_shared_one(service: Sam3Service) -> None:
     }
     assert schema["required"] == ["image"]
     assert json.loads(json.dumps(schema)) == schema
+
+
+def test_null_arguments_mean_the_defaults(service: Sam3Service) -> None:
+    """A model that sends every argument, null where it has none (strict function calling), gets the defaults."""
+    tool = Sam3CountTool(service=service)
+    nulls = {"positive_boxes": None, "negative_boxes": None, "score_threshold": None, "tile": None}
+    plain = tool.invoke(
+        {"type": "tool_call", "id": "a", "name": tool.name, "args": {"image": "scene.png", "phrase": "cup"}}
+    )
+    args = {"image": "scene.png", "phrase": "cup", **nulls}
+    with_nulls = tool.invoke({"type": "tool_call", "id": "b", "name": tool.name, "args": args})
+    assert with_nulls.status == plain.status == "success" and with_nulls.artifact == plain.artifact

@@ -5,10 +5,13 @@ the built-in planner answers sam3_ask)."""
 from __future__ import annotations
 
 import base64
+import http.server
 import io
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +26,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sam3_agent.agent.chat_models import PLANNER_NOTICE
-from sam3_agent.agent.tools import json_schema
 from sam3_agent.cli import app
+from sam3_agent.errors import ImageError
 from sam3_agent.integrations import mcp_server
 from sam3_agent.integrations.args import (
     ASK_LLM_DESCRIPTION,
@@ -32,6 +35,7 @@ from sam3_agent.integrations.args import (
     AskArgs,
     CountArgs,
     SegmentArgs,
+    arguments_schema,
 )
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.mcp_server import build_server
@@ -72,19 +76,37 @@ def root(tmp_path: Path) -> Path:
 
 
 def unpack(result: CallToolResult) -> tuple[str, Image.Image, dict[str, Any]]:
-    """The text, the decoded overlay and the structured JSON of a successful tool result."""
+    """The summary, the decoded overlay and the result JSON of a successful tool result; the JSON is read from
+    the first text block (as a client that ignores structured content reads it) and equals the structured content."""
     assert not result.is_error, result.content
-    text, image = result.content
-    assert isinstance(text, TextContent) and isinstance(image, ImageContent) and image.mime_type == "image/png"
+    data, text, image = result.content
+    assert isinstance(data, TextContent) and isinstance(text, TextContent)
+    assert isinstance(image, ImageContent) and image.mime_type == "image/png"
     overlay = Image.open(io.BytesIO(base64.b64decode(image.data)))
     overlay.load()
-    assert isinstance(result.structured_content, dict)
-    return text.text, overlay, result.structured_content
+    parsed = json.loads(data.text)
+    assert isinstance(parsed, dict) and parsed == result.structured_content
+    return text.text, overlay, parsed
 
 
 def error_text(result: CallToolResult) -> str:
+    """The error message of a failed tool call: one line, without pydantic's documentation URLs."""
     assert result.is_error
-    return " ".join(block.text for block in result.content if isinstance(block, TextContent))
+    message = " ".join(block.text for block in result.content if isinstance(block, TextContent))
+    assert "\n" not in message and "errors.pydantic.dev" not in message and "For further information" not in message
+    return message
+
+
+def titles(schema: Any) -> list[str]:
+    """Every ``title`` keyword anywhere in a JSON Schema (property names called "title" do not count)."""
+    if isinstance(schema, dict):
+        own = ["title"] if isinstance(schema.get("title"), str) else []
+        return (
+            own
+            + [t for key, value in schema.items() if key != "properties" for t in titles(value)]
+            + [t for prop in schema.get("properties", {}).values() for t in titles(prop)]
+        )
+    return [t for value in schema for t in titles(value)] if isinstance(schema, list) else []
 
 
 # --- in process: the exact answers on a synthetic scene -------------------------------------------------------------
@@ -112,9 +134,12 @@ async def test_tools_and_schemas(root: Path) -> None:
         ("sam3_count", CountArgs, CountResult),
         ("sam3_ask", AskArgs, AskResult),
     ]:
-        assert set(tools[name].input_schema["properties"]) == set(json_schema(model)["properties"])
-        assert tools[name].input_schema["required"] == ["image", "question"] if name == "sam3_ask" else ["image"]
+        schema = tools[name].input_schema
+        assert schema == arguments_schema(model) and set(schema["properties"]) == set(model.model_fields)
+        assert schema["required"] == ["image", "question"] if name == "sam3_ask" else ["image"]
+        assert schema["additionalProperties"] is False and titles(schema) == [] and "description" not in schema
         assert set(tools[name].output_schema["properties"]) == set(result.model_fields)
+        assert titles(tools[name].output_schema) == []
         assert tools[name].annotations.read_only_hint is True
 
 
@@ -179,11 +204,33 @@ async def test_ask_without_an_llm_is_answered_by_the_planner(root: Path) -> None
         ("sam3_segment", {"image": "scene.png"}, "at least one phrase or one positive box"),
         ("sam3_segment", {"image": "scene.png", "phrases": ["cup"], "positive_boxes": [[1, 2, 3]]}, "positive_boxes"),
         ("sam3_count", {"image": "scene.png", "phrase": "cup", "negative_boxes": [[300, 0, 400, 10]]}, "outside"),
+        ("sam3_count", {"image": "scene.png", "phrase": ""}, "phrase: String should have at least 1 character"),
+        ("sam3_count", {"image": "scene.png", "phrase": "cup", "colour": "red"}, "colour: Extra inputs are not"),
+        ("sam3_count", {"image": "scene.png", "phrase": "cup", "score_threshold": 2}, "score_threshold: Input should"),
+        (
+            "sam3_segment",
+            {"image": "scene.png", "phrases": ["cup"], "positive_boxes": [[1, 2, "a", 4]]},
+            "valid number",
+        ),
+        ("sam3_ask", {"image": "scene.png"}, "question: Field required"),
     ],
 )
 async def test_errors_are_tool_errors(root: Path, name: str, arguments: dict[str, Any], says: str) -> None:
     async with Client(scene_server(root)) as client:
-        assert says in error_text(await client.call_tool(name, arguments))
+        message = error_text(await client.call_tool(name, arguments))
+    assert says in message and message.startswith(f"Error executing tool {name}: ")
+
+
+async def test_null_means_the_default_and_lists_may_come_as_json_text(root: Path) -> None:
+    """What strict function-calling clients send (every argument, null where none), and what some clients send
+    for lists (JSON text), both give the plain call's result."""
+    async with Client(scene_server(root)) as client:
+        plain = await client.call_tool("sam3_segment", {"image": "scene.png", "phrases": ["cup"]})
+        nulls = {"positive_boxes": None, "negative_boxes": None, "score_threshold": None, "tile": None}
+        with_nulls = await client.call_tool("sam3_segment", {"image": "scene.png", "phrases": ["cup"], **nulls})
+        as_text = await client.call_tool("sam3_segment", {"image": "scene.png", "phrases": '["cup"]'})
+    assert unpack(with_nulls)[2] == unpack(plain)[2] == unpack(as_text)[2]
+    assert SegmentResult.model_validate(unpack(plain)[2]).phrases[0].count == 4
 
 
 # --- the command line -----------------------------------------------------------------------------------------------
@@ -213,6 +260,52 @@ def test_command_wires_flags_to_the_server(tiny_checkpoint: Path, root: Path, mo
     assert seen["server"].name == "sam3-agent"
 
 
+@pytest.fixture
+def image_url(root: Path) -> Iterator[str]:
+    """The scene served over HTTP on loopback (a non-public address: refused unless allowed)."""
+    body = (root / "scene.png").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/scene.png"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.usefixtures("no_llm_env")
+@pytest.mark.parametrize(
+    ("flags", "allowed"),
+    [([], False), (["--allow-private-urls", "127.0.0.0/8"], ["127.0.0.0/8"]), (["--allow-private-urls", "all"], True)],
+)
+def test_command_wires_url_flags_to_the_image_resolver(
+    tiny_checkpoint: Path, root: Path, image_url: str, flags: list[str], allowed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services: list[Sam3Service] = []
+    build = mcp_server.build_server
+    monkeypatch.setattr(mcp_server, "build_server", lambda service: services.append(service) or build(service))
+    monkeypatch.setattr(mcp_server, "serve", lambda *a, **k: None)
+    args = ["mcp", "--checkpoint", str(tiny_checkpoint), "--allowed-root", str(root), "--no-preload", "--allow-urls"]
+    result = runner.invoke(app, [*args, *flags])
+    assert result.exit_code == 0, result.output
+    (service,) = services
+    assert service.images.allow_urls is True and service.images.allow_private_urls == allowed
+    if allowed:
+        assert service.images.load(image_url).size == (200, 120)
+    else:
+        with pytest.raises(ImageError, match="a loopback address; non-public addresses are refused unless allowed"):
+            service.images.load(image_url)
+
+
 @pytest.mark.usefixtures("no_llm_env")
 @pytest.mark.parametrize(
     ("args", "code", "says"),
@@ -221,6 +314,8 @@ def test_command_wires_flags_to_the_server(tiny_checkpoint: Path, root: Path, mo
         (["--checkpoint", "/nonexistent/sam3"], 1, "facebook/sam3"),
         (["--llm-base-url", "http://127.0.0.1:9/v1"], 2, "--llm-model"),
         (["--transport", "carrier-pigeon"], 2, "carrier-pigeon"),
+        (["--allow-urls", "--allow-private-urls", "10.0.0.0/33"], 2, "allow_private_urls: '10.0.0.0/33' does not"),
+        (["--allow-private-urls", "10.0.0.0/8"], 2, "--allow-private-urls needs --allow-urls"),
     ],
 )
 def test_command_input_errors(args: list[str], code: int, says: str, monkeypatch: pytest.MonkeyPatch) -> None:

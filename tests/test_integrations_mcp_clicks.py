@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
-from sam3_agent.agent.tools import json_schema
+from sam3_agent.integrations.args import arguments_schema
 from sam3_agent.integrations.clicks import ClickResult, SegmentAtArgs
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.mcp_server import build_server
@@ -54,11 +55,13 @@ def root(tmp_path: Path) -> Path:
 
 
 def unpack(result: CallToolResult) -> tuple[str, Image.Image, ClickResult]:
+    """The summary, the overlay and the result, read from the JSON text block (the same as the structured content)."""
     assert not result.is_error, result.content
-    text, image = result.content
-    assert isinstance(text, TextContent) and isinstance(image, ImageContent)
+    data, text, image = result.content
+    assert isinstance(data, TextContent) and isinstance(text, TextContent) and isinstance(image, ImageContent)
+    assert json.loads(data.text) == result.structured_content
     overlay = Image.open(io.BytesIO(base64.b64decode(image.data)))
-    return text.text, overlay, ClickResult.model_validate(result.structured_content)
+    return text.text, overlay, ClickResult.model_validate_json(data.text)
 
 
 def error_text(result: CallToolResult) -> str:
@@ -76,8 +79,8 @@ async def test_the_tool_is_offered_only_with_a_click_engine(root: Path) -> None:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert sorted(tools) == ["sam3_ask", "sam3_count", "sam3_segment", "sam3_segment_at"]
     click = tools["sam3_segment_at"]
-    assert set(click.input_schema["properties"]) == set(json_schema(SegmentAtArgs)["properties"])
-    assert click.input_schema["required"] == ["image"]
+    assert click.input_schema == arguments_schema(SegmentAtArgs) and click.input_schema["additionalProperties"] is False
+    assert click.input_schema["required"] == ["image"] and "title" not in json.dumps(click.input_schema)
     assert set(click.output_schema["properties"]) == set(ClickResult.model_fields)
     assert click.annotations.read_only_hint is True
     async with Client(server(root, None)) as client:
@@ -111,11 +114,14 @@ async def test_a_click_returns_the_exact_mask_with_text_and_overlay(root: Path) 
         ({"image": "scene.png", "points": [[300, 10]]}, "outside the 200x120 image"),
         ({"image": "scene.png", "box": [10, 10, 5, 40]}, "empty or inverted"),
         ({"image": "../scene.png", "points": [[5, 5]]}, "outside the allowed folder"),
+        ({"image": "scene.png", "points": [[5, 5]], "label": "cup"}, "label: Extra inputs are not permitted"),
+        ({"image": "scene.png", "points": [[5]]}, "points.0: List should have at least 2 items"),
     ],
 )
 async def test_bad_clicks_are_tool_errors(root: Path, arguments: dict[str, Any], says: str) -> None:
     async with Client(server(root, SceneClicker(SCENE))) as client:
-        assert says in error_text(await client.call_tool("sam3_segment_at", arguments))
+        message = error_text(await client.call_tool("sam3_segment_at", arguments))
+    assert says in message and "\n" not in message and "errors.pydantic.dev" not in message
 
 
 async def test_stdio_session_clicks_with_the_tiny_tracker(

@@ -93,11 +93,135 @@ def test_the_ask_description_says_who_answers(executor: ToolExecutor) -> None:
     )
 
 
+@pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize(("name", "args"), INVALID_ARGS)
-def test_schemas_reject_bad_arguments(name: str, args: dict[str, Any]) -> None:
-    schema = next(t["parameters"] for t in responses_tools() if t["name"] == name)
+def test_schemas_reject_bad_arguments(name: str, args: dict[str, Any], strict: bool) -> None:
+    schema = next(t["parameters"] for t in responses_tools(strict=strict) if t["name"] == name)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(args, schema)
+
+
+def test_sam3_ask_is_offered_only_by_a_service_that_can_answer_it(executor: ToolExecutor) -> None:
+    class CannotAsk(Sam3Service):
+        can_ask = False  # type: ignore[assignment]
+
+    assert executor.service.can_ask and executor.service.uses_planner, "no LLM: the built-in planner answers"
+    assert [t["name"] for t in responses_tools(service=executor.service)][-1] == "sam3_ask"
+    mute = CannotAsk(SceneSegmenter(SCENE))
+    for tools in (responses_tools(service=mute), responses_tools(service=mute, strict=True)):
+        assert [t["name"] for t in tools] == ["sam3_segment", "sam3_count"]
+    assert [t["function"]["name"] for t in chat_completions_tools(service=mute)] == ["sam3_segment", "sam3_count"]
+
+
+# --- strict mode: OpenAI's documented rules for strict schemas ------------------------------------------------------
+
+# The keywords the structured outputs guide lists as supported, per type; anything else is refused here.
+STRICT_COMMON = {"type", "description", "enum", "const", "anyOf", "$ref", "$defs"}
+STRICT_BY_TYPE = {
+    "object": {"properties", "required", "additionalProperties"},
+    "array": {"items", "minItems", "maxItems"},
+    "string": {"pattern", "format"},
+    "number": {"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"},
+    "integer": {"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"},
+    "boolean": set(),
+    "null": set(),
+}
+
+
+def strict_violations(node: Any, where: str = "$", depth: int = 0) -> list[str]:
+    """Every way ``node`` breaks the strict-mode rules: the root an object (not anyOf); each object with
+    ``additionalProperties: false`` and every property in ``required``; only supported keywords (no ``default``);
+    known types; at most 10 levels of nesting."""
+    if not isinstance(node, dict):
+        return [f"{where}: not a schema object"]
+    problems = []
+    if depth == 0 and (node.get("type") != "object" or "anyOf" in node):
+        problems.append(f"{where}: the root must be an object, not anyOf")
+    kinds = node.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    problems += [f"{where}: unknown type {k!r}" for k in kinds if k not in STRICT_BY_TYPE]
+    if not kinds and not {"anyOf", "$ref", "enum", "const"} & set(node):
+        problems.append(f"{where}: no type")
+    allowed = STRICT_COMMON.union(*(STRICT_BY_TYPE.get(k, set()) for k in kinds))
+    problems += [f"{where}: keyword {key!r} is not supported in strict mode" for key in node if key not in allowed]
+    if "object" in kinds or "properties" in node:
+        if node.get("additionalProperties") is not False:
+            problems.append(f"{where}: additionalProperties must be false")
+        if sorted(node.get("required", [])) != sorted(node.get("properties", {})):
+            problems.append(f"{where}: every property must be required")
+    if depth > 10:
+        problems.append(f"{where}: nested deeper than 10 levels")
+    children = [(f"{where}.{name}", prop) for name, prop in node.get("properties", {}).items()]
+    children += [(f"{where}[{i}]", branch) for i, branch in enumerate(node.get("anyOf", []))]
+    children += [(f"{where}.$defs.{name}", d) for name, d in node.get("$defs", {}).items()]
+    if "items" in node:
+        children.append((f"{where}[]", node["items"]))
+    for child_where, child in children:
+        problems += strict_violations(child, child_where, depth + 1)
+    return problems
+
+
+def test_the_strict_validator_catches_each_rule() -> None:
+    """The validator itself, on the non-strict schemas (which break the rules) and on small broken schemas."""
+    loose = next(t["parameters"] for t in responses_tools() if t["name"] == "sam3_segment")
+    found = " | ".join(strict_violations(loose))
+    for problem in ("$: every property must be required", "'default' is not supported", "'minLength' is not"):
+        assert problem in found
+    broken = {"type": "object", "properties": {"a": {"type": "object", "properties": {}}}, "required": ["a"]}
+    assert strict_violations(broken) == [
+        "$: additionalProperties must be false",
+        "$.a: additionalProperties must be false",
+    ]
+    assert strict_violations({"anyOf": [{"type": "object"}]})[0] == "$: the root must be an object, not anyOf"
+
+
+def test_strict_schemas_follow_the_documented_rules_in_both_formats() -> None:
+    chat, responses = chat_completions_tools(strict=True), responses_tools(strict=True)
+    assert [t["function"]["name"] for t in chat] == [t["name"] for t in responses] == [*VALID_ARGS]
+    for wrapped, flat in zip(chat, responses, strict=True):
+        function = wrapped["function"]
+        assert set(wrapped) == {"type", "function"} and wrapped["type"] == flat["type"] == "function"
+        assert set(function) == {"name", "description", "parameters", "strict"} and function["strict"] is True
+        assert set(flat) == {"type", "name", "description", "parameters", "strict"} and flat["strict"] is True
+        assert function["parameters"] == flat["parameters"]
+        schema = flat["parameters"]
+        assert strict_violations(schema) == [], flat["name"]
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert json.loads(json.dumps(flat)) == flat
+
+
+@pytest.mark.parametrize("name", [*VALID_ARGS])
+def test_strict_arguments_with_nulls_mean_the_defaults(executor: ToolExecutor, name: str) -> None:
+    """What a strict-mode model sends: every argument, null where it has none; the executor takes null as the
+    default, so the result is the one without those arguments."""
+    schema = next(t["parameters"] for t in responses_tools(strict=True) if t["name"] == name)
+    given = VALID_ARGS[name]
+    full = {key: given.get(key) for key in schema["properties"]}
+    jsonschema.validate(full, schema)
+    assert any(value is None for value in full.values()) or name == "sam3_ask"
+    with_nulls, without = executor.run(name, json.dumps(full)).result, executor.run(name, given).result
+    assert with_nulls.model_dump(exclude={"trace"}) == without.model_dump(exclude={"trace"})  # a trace has timings
+    call = {"id": "n", "type": "function", "function": {"name": name, "arguments": json.dumps(full)}}
+    assert not executor.execute(call)["content"].startswith("Error")
+
+
+def descriptions(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["description"]] if isinstance(node.get("description"), str) else []
+        return own + [text for key, value in node.items() if key != "description" for text in descriptions(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in descriptions(value)]
+    return []
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_descriptions_are_clean_prose(executor: ToolExecutor, strict: bool) -> None:
+    """No docstring leaks into what the model reads: no RST double backticks, no hard line wraps."""
+    tools = responses_tools(service=executor.service, strict=strict) + responses_tools(strict=strict)
+    texts = descriptions(tools)
+    assert len(texts) > 20 and all(t["parameters"].get("description") is None for t in tools)
+    for text in texts:
+        assert "``" not in text and "\n" not in text and text == text.strip() and "  " not in text, text
 
 
 # --- the executor ---------------------------------------------------------------------------------------------------

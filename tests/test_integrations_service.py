@@ -6,13 +6,16 @@ import base64
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import BaseModel, ValidationError
 
 from sam3_agent.errors import ConfigError, ImageError, PromptError
-from sam3_agent.integrations.args import ASK_LLM_DESCRIPTION, ASK_PLANNER_DESCRIPTION
+from sam3_agent.integrations.args import ASK_LLM_DESCRIPTION, ASK_PLANNER_DESCRIPTION, CountArgs, SegmentArgs
+from sam3_agent.integrations.clicks import SegmentAtArgs
 from sam3_agent.integrations.image_refs import ImageResolver
 from sam3_agent.integrations.results import MAX_SUMMARY_INSTANCES, AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import OVERLAY_MAX_SIDE, Sam3Service
@@ -109,11 +112,35 @@ def test_base64_and_data_urls_load_without_a_root() -> None:
         ("https://example.com/cat.png", "URLs are not accepted"),
         ("   ", "empty"),
         (base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10).decode(), "base64 image"),
+        (base64.b64encode(b"\xff\xd8\xff" + b"garbage" * 10).decode(), "^base64 image is a corrupt or truncated JPEG"),
+        (
+            "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(64)).decode(),
+            "corrupt or truncated JPEG",
+        ),
     ],
 )
 def test_refused_or_broken_references(root: Path, ref: str, message: str) -> None:
-    with pytest.raises(ImageError, match=message):
+    with pytest.raises(ImageError, match=message) as raised:
         ImageResolver(root).load(ref)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "given"),
+    [
+        (SegmentArgs, {"image": "a.png", "phrases": ["cup"]}),
+        (CountArgs, {"image": "a.png", "positive_boxes": [[1, 2, 3, 4]]}),
+        (SegmentAtArgs, {"image": "a.png", "points": [[5, 5]]}),
+    ],
+)
+def test_null_arguments_mean_the_defaults(model: type[BaseModel], given: dict[str, Any]) -> None:
+    """Every integration's arguments: null for an optional argument is its default; for a required one an error."""
+    nulls = {name: None for name, field in model.model_fields.items() if name not in given and not field.is_required()}
+    assert nulls and model.model_validate({**given, **nulls}) == model.model_validate(given)
+    with pytest.raises(ValidationError, match="image"):
+        model.model_validate({**given, "image": None})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        model.model_validate({**given, "colour": None})
 
 
 def test_root_must_exist(tmp_path: Path) -> None:

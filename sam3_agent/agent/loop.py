@@ -11,10 +11,13 @@ chat model propagates.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -37,6 +40,11 @@ from sam3_agent.agent.tools import Shown, Tool, ToolContext, Verdict, execute
 from sam3_agent.engine.protocol import Clicker, Segmenter
 from sam3_agent.errors import ConfigError, ImageError, PromptError
 from sam3_agent.schema import Answer, AnswerStatus, Instance, Thresholds, TraceStep
+from sam3_agent.video.frames import Clip
+
+if TYPE_CHECKING:
+    from sam3_agent.agent.clip_answer import ClipAnswer
+    from sam3_agent.video.protocol import ProgressFn, TrackOptions, VideoTracker
 
 SYSTEM_PROMPT_NAME = "agent_system"
 
@@ -120,6 +128,8 @@ class Sam3Agent:
         system_prompt: overrides ``prompts/agent_system.txt``.
         clicker: the click engine of the ``segment_at`` tool (points / a box -> one mask), e.g.
             ``clicker_for(segmenter)``; None: the tool answers that clicks are unavailable.
+        tracker: the video engine (any ``VideoTracker``) that ``run_clip`` answers questions about clips with;
+            None: ``run_clip`` raises ``ConfigError``.
     """
 
     def __init__(
@@ -128,6 +138,7 @@ class Sam3Agent:
         llm: ChatModel | None = None,
         *,
         clicker: Clicker | None = None,
+        tracker: VideoTracker | None = None,
         thresholds: Thresholds | None = None,
         max_turns: int = 12,
         max_images_in_context: int = 3,
@@ -139,6 +150,7 @@ class Sam3Agent:
             raise ConfigError(f"max_images_in_context must be >= 1, got {max_images_in_context}")
         self.segmenter = segmenter
         self.clicker = clicker
+        self.tracker = tracker
         if llm is None:
             from sam3_agent.agent.planner import QueryPlanner
 
@@ -171,8 +183,42 @@ class Sam3Agent:
                 return self._result(state, status="gave_up", text=outcome.reason, count=None, selected=[])
         return self._gave_up(state)
 
+    def run_clip(
+        self,
+        clip: Clip | str | os.PathLike,
+        query: str,
+        *,
+        options: TrackOptions | None = None,
+        on_step: Callable[[TraceStep], None] | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ClipAnswer:
+        """Answer ``query`` about a video (a ``Clip`` or a file path) with the agent's ``tracker`` and chat model
+        (the built-in clip planner when none was given); see ``sam3_agent.agent.clip_agent.ClipAgent.run``.
+
+        ``options``: how to track; None means ``TrackOptions`` with this agent's score threshold.
+
+        Raises:
+            ConfigError: the agent has no tracker. PromptError, VideoError, Cancelled, LLMError: as ``ClipAgent.run``.
+        """
+        from sam3_agent.agent.clip_agent import ClipAgent
+        from sam3_agent.video.protocol import TrackOptions
+
+        if self.tracker is None:
+            raise ConfigError("this agent has no video tracker: pass tracker= to Sam3Agent to ask about clips")
+        agent = ClipAgent(
+            self.tracker,
+            self.llm,
+            options=options or TrackOptions(score=self.thresholds.score),
+            max_turns=self.max_turns,
+            max_images_in_context=self.max_images_in_context,
+        )
+        return agent.run(clip, query, on_step=on_step, progress=progress, cancel=cancel)
+
     def _start(self, image: Image.Image, query: str) -> RunState:
         query = check_query(query)
+        if isinstance(image, Clip):
+            raise ImageError("expected a PIL.Image.Image, got a video Clip: ask about clips with run_clip")
         if not isinstance(image, Image.Image):
             raise ImageError(f"expected a PIL.Image.Image, got {type(image).__name__}")
         if image.width == 0 or image.height == 0:

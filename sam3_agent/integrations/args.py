@@ -8,10 +8,11 @@ corner exclusive). Descriptions are written for the calling model.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from sam3_agent.agent.tools import json_schema
 from sam3_agent.engine.tiling import TileMode
 from sam3_agent.schema import BoxArg
 
@@ -52,6 +53,14 @@ ASK_DESCRIPTION = (
     "back with status 'gave_up'."
 )
 """``sam3_ask`` when it is not known which answers (schemas exported without a service)."""
+
+
+def arguments_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of a tool's arguments as offered to other agents: the model's schema without pydantic's
+    ``title`` noise and without the class docstring (the tool has its own description); unknown keys refused."""
+    schema = json_schema(model)
+    schema.pop("description", None)
+    return schema
 
 
 def ask_description(planner: bool) -> str:
@@ -101,11 +110,22 @@ Question = Annotated[
 ]
 
 
-class _Args(BaseModel):
+class ToolArgs(BaseModel):
+    """Base of the tools' arguments: unknown keys are refused, and null for an optional argument means its
+    default (strict function-calling schemas make the model send every argument, null where it has none)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].is_required()}
 
-class SegmentArgs(_Args):
+
+class SegmentArgs(ToolArgs):
     """``sam3_segment``: every instance of each phrase, optionally guided by exemplar boxes.
 
     The exemplar boxes apply to every phrase; with no phrase they form one box-only prompt, which needs
@@ -127,7 +147,7 @@ class SegmentArgs(_Args):
         return self
 
 
-class CountArgs(_Args):
+class CountArgs(ToolArgs):
     """``sam3_count``: the de-duplicated number of objects matching a phrase and/or exemplar boxes."""
 
     image: ImageRef
@@ -144,7 +164,7 @@ class CountArgs(_Args):
         return self
 
 
-class AskArgs(_Args):
+class AskArgs(ToolArgs):
     """``sam3_ask``: a question answered by the whole sam3-agent (an LLM, or the built-in planner, driving SAM 3)."""
 
     image: ImageRef

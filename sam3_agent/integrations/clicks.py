@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sam3_agent.agent.tools import describe
-from sam3_agent.integrations.args import IMAGE_HELP, MaskThreshold
+from sam3_agent.integrations.args import IMAGE_HELP, MaskThreshold, ToolArgs
 from sam3_agent.schema import BoxArg, Instance, PointArg
 
 SEGMENT_AT_DESCRIPTION = (
@@ -28,14 +28,12 @@ NegativeClickPoints = Annotated[
 ClickBox = Annotated[BoxArg | None, Field(description="a box [x0, y0, x1, y1] around the object, pixels")]
 
 
-class SegmentAtArgs(BaseModel):
+class SegmentAtArgs(ToolArgs):
     """``sam3_segment_at``: the clicks on one object (at least one point on it, or a box)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     image: Annotated[str, Field(min_length=1, description=IMAGE_HELP)]
-    points: ClickPoints = []
-    negative_points: NegativeClickPoints = []
+    points: ClickPoints = Field(default_factory=list)
+    negative_points: NegativeClickPoints = Field(default_factory=list)
     box: ClickBox = None
     mask_threshold: MaskThreshold = None
 

@@ -61,6 +61,15 @@ def mcp(
     allow_urls: Annotated[bool, typer.Option(help="Also fetch http(s) image URLs (off: request forgery risk).")] = (
         False
     ),
+    allow_private_urls: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NETWORK",
+            help="With --allow-urls, also fetch from this non-public network (e.g. 10.1.0.0/16 or 127.0.0.1; "
+            "repeat for more; 'all' for any address). Default: public addresses only, redirects included.",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint: CheckpointOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -93,7 +102,8 @@ def mcp(
     from sam3_agent.server.client import make_segmenter
 
     try:
-        images = ImageResolver(allowed_root or Path.cwd(), allow_urls=allow_urls)
+        private = _private_urls(allow_private_urls or [], allow_urls)
+        images = ImageResolver(allowed_root or Path.cwd(), allow_urls=allow_urls, allow_private_urls=private)
         llm = _chat_model(llm_base_url, llm_model, llm_api_key, tool_mode)
         segmenter = make_segmenter(checkpoint, server, token, device, dtype, load=False)
         thresholds = Thresholds(score=score_threshold, mask=mask_threshold)
@@ -103,6 +113,21 @@ def mcp(
     except Sam3AgentError as exc:
         raise _exit(exc) from None
     _serve(tools_server, transport, host=host, port=port, path=path, images_root=images.root)
+
+
+def _private_urls(networks: list[str], allow_urls: bool) -> bool | list[str]:
+    """``--allow-private-urls`` as ``ImageResolver`` takes it: True for 'all', else the networks.
+
+    Raises:
+        ConfigError: networks given without ``--allow-urls`` (they would allow nothing).
+    """
+    from sam3_agent.errors import ConfigError
+
+    if networks and not allow_urls:
+        raise ConfigError("--allow-private-urls needs --allow-urls: without it no image URL is fetched at all")
+    if "all" in (n.strip().lower() for n in networks):
+        return True
+    return networks or False
 
 
 def _exit(exc: Exception) -> typer.Exit:

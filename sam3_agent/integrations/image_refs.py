@@ -4,7 +4,9 @@ Other agents name images by text: a file path, a ``data:`` URL, or bare base64. 
 inside one allowed folder (the *root*): relative paths are taken from it, symlinks are resolved, and any
 path that ends up outside it (``..``, an absolute path elsewhere, a symlink pointing out) is refused.
 http(s) URLs are refused unless explicitly allowed, since fetching them from a server is a request
-forgery risk. Decoding goes through ``sam3_agent.images`` (size limits, EXIF orientation, RGB).
+forgery risk; even then, URLs (and redirects) to loopback, private, link-local and other non-public addresses
+are refused unless allowed too (``allow_private_urls``). Decoding goes through ``sam3_agent.images`` (size
+limits, EXIF orientation, RGB).
 """
 
 from __future__ import annotations
@@ -20,14 +22,20 @@ from pathlib import Path
 from PIL import Image
 
 from sam3_agent.errors import ImageError
-from sam3_agent.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image, load_image
+from sam3_agent.images import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    PrivateUrls,
+    decode_image,
+    load_image,
+    private_networks,
+    sniff_format,
+)
 
 ImageInput = str | bytes | Image.Image
 """What the integrations accept: a reference string, encoded image bytes, or a PIL image."""
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_\-\s]+")
-# Leading bytes of the formats recognised in bare base64 (other formats: send a data: URL).
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -43,8 +51,7 @@ def _looks_like_image_base64(text: str) -> bool:
         prefix = base64.b64decode(head, altchars=b"-_" if "-" in head or "_" in head else None)
     except (binascii.Error, ValueError):
         return False
-    is_webp = prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP"
-    return is_webp or prefix.startswith(_MAGIC)
+    return sniff_format(prefix) is not None
 
 
 class ImageResolver:
@@ -54,6 +61,9 @@ class ImageResolver:
         root: the folder image paths may point into (resolved once, symlinks included). None refuses
             every path: only ``data:`` URLs, base64, bytes and PIL images are accepted.
         allow_urls: also fetch ``http(s)://`` URLs (off by default).
+        allow_private_urls: with ``allow_urls``, also fetch from non-public addresses (loopback, private,
+            link-local, ...): True for any, or the networks to allow (e.g. ``["10.1.0.0/16"]``). Off by default:
+            the host of the URL and of every redirect must resolve to public addresses only.
         max_pixels: refuse images with more pixels than this (checked before decoding).
         max_bytes: refuse encoded images larger than this.
     """
@@ -63,6 +73,7 @@ class ImageResolver:
         root: str | os.PathLike[str] | None = ".",
         *,
         allow_urls: bool = False,
+        allow_private_urls: PrivateUrls = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
@@ -70,11 +81,15 @@ class ImageResolver:
         if self.root is not None and not self.root.is_dir():
             raise ImageError(f"the allowed image root {str(self.root)!r} is not an existing folder")
         self.allow_urls = allow_urls
+        private_networks(allow_private_urls)  # refuse a malformed network now, not at the first URL
+        self.allow_private_urls = allow_private_urls
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
 
     def __repr__(self) -> str:
-        return f"ImageResolver(root={str(self.root) if self.root else None!r}, allow_urls={self.allow_urls})"
+        root = str(self.root) if self.root else None
+        private = f", allow_private_urls={self.allow_private_urls!r}" if self.allow_private_urls else ""
+        return f"ImageResolver(root={root!r}, allow_urls={self.allow_urls}{private})"
 
     def load(self, image: ImageInput) -> Image.Image:
         """The RGB image a reference names (EXIF orientation applied).
@@ -104,7 +119,7 @@ class ImageResolver:
                 raise ImageError(
                     f"image URLs are not accepted here ({_short(text)}): send a file path, a data: URL or base64"
                 )
-            return load_image(text, **self._limits())
+            return load_image(text, allow_private_urls=self.allow_private_urls, **self._limits())
         if lower.startswith("file://"):
             text = urllib.request.url2pathname(urllib.parse.urlparse(text).path)
         elif _looks_like_image_base64(text):

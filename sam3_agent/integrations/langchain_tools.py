@@ -121,9 +121,11 @@ class Sam3AgentTool(_Sam3Tool):
 
 def sam3_tools(service: Sam3Service, *, show_overlay: bool = False) -> list[BaseTool]:
     """``[Sam3SegmentTool, Sam3CountTool, Sam3AgentTool]``; the last is answered by the service's language model,
-    or by the built-in planner when it has none."""
-    return [
+    or by the built-in planner when it has none (and left out where the service cannot answer it)."""
+    tools: list[BaseTool] = [
         Sam3SegmentTool(service=service, show_overlay=show_overlay),
         Sam3CountTool(service=service, show_overlay=show_overlay),
-        Sam3AgentTool(service=service, show_overlay=show_overlay),
     ]
+    if service.can_ask:
+        tools.append(Sam3AgentTool(service=service, show_overlay=show_overlay))
+    return tools

@@ -1,50 +1,44 @@
 """sam3-agent as an MCP server (official ``mcp`` SDK, ``MCPServer``): segment, count and ask tools, and segment_at
 (one object from clicks) where the service has a click engine.
 
-Every tool result carries three things: a text summary (counts, ids, scores, boxes), the numbered overlay
-as PNG image content (longest side at most ``OVERLAY_MAX_SIDE``), and the full result as structured
-content (``SegmentResult`` / ``CountResult`` / ``AskResult``; masks as COCO RLE), whose JSON Schema is the
-tool's output schema. Images are given as a path inside the server's allowed folder, a ``data:`` URL or
-base64 (see ``ImageResolver``). Transports: stdio, and streamable HTTP served by uvicorn.
+Every tool result carries, in this order: the full result serialized as JSON text (as the MCP specification
+asks of tools with an output schema), a compact text summary (counts, ids, scores, boxes), and the numbered
+overlay as PNG image content (longest side at most ``OVERLAY_MAX_SIDE``); and the same full result as
+structured content (``SegmentResult`` / ``CountResult`` / ``AskResult`` / ``ClickResult``; masks as COCO RLE),
+whose JSON Schema is the tool's output schema. Input schemas are the argument models' (unknown keys refused, no
+``title`` noise); arguments are validated here, so a mistake comes back as one readable line. Images are given
+as a path inside the server's allowed folder, a ``data:`` URL or base64 (see ``ImageResolver``). Transports:
+stdio, and streamable HTTP served by uvicorn.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sam3_agent import __version__
+from sam3_agent.agent.tools import json_schema
 from sam3_agent.errors import Sam3AgentError
 from sam3_agent.integrations.args import (
     COUNT_DESCRIPTION,
     SEGMENT_DESCRIPTION,
     AskArgs,
     CountArgs,
-    CountPhrase,
-    ImageRef,
-    MaskThreshold,
-    NegativeBoxes,
-    Phrases,
-    PositiveBoxes,
-    Question,
-    ScoreThreshold,
     SegmentArgs,
-    Tile,
+    arguments_schema,
 )
-from sam3_agent.integrations.clicks import (
-    SEGMENT_AT_DESCRIPTION,
-    ClickBox,
-    ClickPoints,
-    ClickResult,
-    NegativeClickPoints,
-    SegmentAtArgs,
-)
+from sam3_agent.integrations.clicks import SEGMENT_AT_DESCRIPTION, ClickResult, SegmentAtArgs
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import Outcome, Sam3Service
 from sam3_agent.validation import validation_message
@@ -62,112 +56,101 @@ INSTRUCTIONS = (
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
-def _validated(model: type[BaseModel], **values: Any) -> Any:
-    """Check cross-field rules (e.g. a phrase or a positive box) that single parameters cannot express."""
+class _RawArguments(ArgModelBase):
+    """Hands a tool its arguments as the client sent them: the tool validates them itself against its own model
+    (the SDK's validation errors are multi-line and carry pydantic's documentation URLs)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {"arguments": dict(self.model_extra or {})}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    description: str
+    args: type[BaseModel]
+    result: type[BaseModel]
+    annotations: ToolAnnotations
+
+
+def _validated(model: type[BaseModel], arguments: dict[str, Any]) -> Any:
+    """``arguments`` as ``model`` (cross-field rules included); a list sent as JSON text is read as the list
+    (some clients send them so). Raises ToolError with every problem on one line."""
     try:
-        return model.model_validate(values)
+        return model.model_validate(_lists_from_json(model, arguments))
     except ValidationError as exc:
         raise ToolError(f"invalid arguments: {validation_message(exc)}") from None
 
 
-def _call(work: Callable[[], Outcome[Any]]) -> CallToolResult:
-    """Run ``work`` and package its outcome: summary text, overlay PNG, structured result.
+def _lists_from_json(model: type[BaseModel], arguments: dict[str, Any]) -> dict[str, Any]:
+    def takes_list(name: str) -> bool:
+        field = model.model_fields.get(name)
+        annotation = field.annotation if field is not None else None
+        return list in (get_origin(annotation), *(get_origin(a) for a in get_args(annotation)))
 
-    Our errors carry messages written to be read, so they reach the client as tool errors; anything else
-    is reported by the SDK without its text.
+    parsed = dict(arguments)
+    for name, value in arguments.items():
+        if isinstance(value, str) and value.lstrip().startswith("[") and takes_list(name):
+            with contextlib.suppress(ValueError):  # not JSON: validation says what is wrong
+                parsed[name] = json.loads(value)
+    return parsed
+
+
+def _call(work: Callable[[], Outcome[Any]]) -> CallToolResult:
+    """Run ``work`` and package its outcome: the result as JSON text, the summary, the overlay PNG, and the
+    result as structured content.
+
+    Our errors carry messages written to be read, so they reach the client as tool errors (on one line);
+    anything else is reported by the SDK without its text.
     """
     try:
         outcome = work()
     except Sam3AgentError as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(" ".join(str(exc).split())) from exc
+    structured = outcome.result.model_dump(mode="json")
     return CallToolResult(
         content=[
+            TextContent(type="text", text=json.dumps(structured, separators=(",", ":"))),
             TextContent(type="text", text=outcome.summary),
             ImageContent(type="image", data=outcome.overlay_base64(), mime_type="image/png"),
         ],
-        structured_content=outcome.result.model_dump(mode="json"),
+        structured_content=structured,
     )
+
+
+def _tool(service: Sam3Service, spec: _Spec) -> Tool:
+    """The MCP tool of ``spec``: the input schema is the argument model's, the output schema the result's."""
+
+    def call(arguments: dict[str, Any]) -> CallToolResult:
+        args = _validated(spec.args, arguments)
+        return _call(lambda: service.run(args))
+
+    # The SDK reads the output schema (and the structured content's model) from the return annotation.
+    call.__annotations__ = {"arguments": dict[str, Any], "return": Annotated[CallToolResult, spec.result]}
+    tool = Tool.from_function(call, name=spec.name, description=spec.description, annotations=spec.annotations)
+    tool.parameters = arguments_schema(spec.args)
+    tool.fn_metadata.arg_model = _RawArguments
+    tool.fn_metadata.output_schema = json_schema(spec.result)
+    return tool
 
 
 def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer:
     """An MCP server offering ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` (answered by the service's
-    language model, or by the built-in planner; its description says which). The tools are sync functions;
-    the SDK runs them in worker threads."""
-    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
-
-    def sam3_segment(
-        image: ImageRef,
-        phrases: Phrases = (),  # type: ignore[assignment]
-        positive_boxes: PositiveBoxes = (),  # type: ignore[assignment]
-        negative_boxes: NegativeBoxes = (),  # type: ignore[assignment]
-        score_threshold: ScoreThreshold = None,
-        mask_threshold: MaskThreshold = None,
-        tile: Tile = None,
-    ) -> Annotated[CallToolResult, SegmentResult]:
-        args: SegmentArgs = _validated(
-            SegmentArgs,
-            image=image,
-            phrases=list(phrases),
-            positive_boxes=list(positive_boxes),
-            negative_boxes=list(negative_boxes),
-            score_threshold=score_threshold,
-            mask_threshold=mask_threshold,
-            tile=tile,
-        )
-        return _call(lambda: service.run(args))
-
-    def sam3_count(
-        image: ImageRef,
-        phrase: CountPhrase = None,
-        positive_boxes: PositiveBoxes = (),  # type: ignore[assignment]
-        negative_boxes: NegativeBoxes = (),  # type: ignore[assignment]
-        score_threshold: ScoreThreshold = None,
-        tile: Tile = None,
-    ) -> Annotated[CallToolResult, CountResult]:
-        args: CountArgs = _validated(
-            CountArgs,
-            image=image,
-            phrase=phrase,
-            positive_boxes=list(positive_boxes),
-            negative_boxes=list(negative_boxes),
-            score_threshold=score_threshold,
-            tile=tile,
-        )
-        return _call(lambda: service.run(args))
-
-    def sam3_ask(image: ImageRef, question: Question) -> Annotated[CallToolResult, AskResult]:
-        args: AskArgs = _validated(AskArgs, image=image, question=question)
-        return _call(lambda: service.run(args))
-
-    server.add_tool(sam3_segment, name="sam3_segment", description=SEGMENT_DESCRIPTION, annotations=_READ_ONLY)
-    server.add_tool(sam3_count, name="sam3_count", description=COUNT_DESCRIPTION, annotations=_READ_ONLY)
-    server.add_tool(sam3_ask, name="sam3_ask", description=service.ask_description, annotations=_ask_hints(service))
+    language model, or by the built-in planner; its description says which; offered where the service can answer
+    it), and ``sam3_segment_at`` where the service has a click engine. The tools are sync functions; the SDK runs
+    them in worker threads."""
+    specs = [
+        _Spec("sam3_segment", SEGMENT_DESCRIPTION, SegmentArgs, SegmentResult, _READ_ONLY),
+        _Spec("sam3_count", COUNT_DESCRIPTION, CountArgs, CountResult, _READ_ONLY),
+    ]
+    if service.can_ask:
+        specs.append(_Spec("sam3_ask", service.ask_description, AskArgs, AskResult, _ask_hints(service)))
     if service.can_click:
-        _add_click_tool(server, service)
-    return server
-
-
-def _add_click_tool(server: MCPServer, service: Sam3Service) -> None:
-    """``sam3_segment_at``: ONE object from clicks (only on a service with a click engine: SAM 3's tracker)."""
-
-    def sam3_segment_at(
-        image: ImageRef,
-        points: ClickPoints = (),  # type: ignore[assignment]
-        negative_points: NegativeClickPoints = (),  # type: ignore[assignment]
-        box: ClickBox = None,
-        mask_threshold: MaskThreshold = None,
-    ) -> Annotated[CallToolResult, ClickResult]:
-        args: SegmentAtArgs = _validated(
-            SegmentAtArgs,
-            image=image,
-            points=list(points),
-            negative_points=list(negative_points),
-            box=box,
-            mask_threshold=mask_threshold,
-        )
-        return _call(lambda: service.run(args))
-
-    server.add_tool(sam3_segment_at, name="sam3_segment_at", description=SEGMENT_AT_DESCRIPTION, annotations=_READ_ONLY)
+        specs.append(_Spec("sam3_segment_at", SEGMENT_AT_DESCRIPTION, SegmentAtArgs, ClickResult, _READ_ONLY))
+    tools = [_tool(service, spec) for spec in specs]
+    return MCPServer(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING", tools=tools)
 
 
 def _ask_hints(service: Sam3Service) -> ToolAnnotations:

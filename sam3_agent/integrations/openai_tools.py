@@ -7,7 +7,7 @@ internal tools (``segment_phrases``, ``spatial_filter``, ...) are deliberately n
 per-question mask store and image that only ``Sam3Agent`` keeps; use ``sam3_ask`` to get all of them.
 
     service = Sam3Service(engine)                     # llm=...: sam3_ask by a language model, else the planner
-    tools = chat_completions_tools(service=service)   # or responses_tools(...) for the Responses API
+    tools = chat_completions_tools(service=service, strict=True)  # or responses_tools(...) for the Responses API
     executor = ToolExecutor(service)
     ...
     for call in reply.tool_calls:
@@ -15,6 +15,11 @@ per-question mask store and image that only ``Sam3Agent`` keeps; use ``sam3_ask`
 
 The tool message's content is the compact text summary; ``ToolExecutor.run`` returns the full result
 (instances with COCO RLE masks) for your own use.
+
+``strict=True`` gives the schemas in the subset of JSON Schema that OpenAI's strict mode (structured outputs)
+accepts, with ``"strict": true``: every property required, the optional ones nullable (null means the default,
+the executor takes it so), ``additionalProperties: false`` on every object, no ``default`` and no keyword
+strict mode does not support (string lengths are still checked by the executor).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from sam3_agent.agent.messages import ToolSpec
-from sam3_agent.agent.tools import ToolError, json_schema, parse_arguments
+from sam3_agent.agent.tools import ToolError, parse_arguments
 from sam3_agent.errors import ImageError, PromptError
 from sam3_agent.integrations.args import (
     ASK_DESCRIPTION,
@@ -36,6 +41,7 @@ from sam3_agent.integrations.args import (
     AskArgs,
     CountArgs,
     SegmentArgs,
+    arguments_schema,
 )
 from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
 from sam3_agent.integrations.service import Outcome, Sam3Service
@@ -70,36 +76,103 @@ _TOOLS = (
 _BY_NAME = {tool.name: tool for tool in _TOOLS}
 
 
-def tool_specs(*, include_ask: bool = True, service: Sam3Service | None = None) -> list[ToolSpec]:
+_ANY_KEYWORDS = frozenset({"type", "description", "enum", "const", "anyOf", "$ref", "$defs"})
+_STRICT_KEYWORDS = {  # what strict mode supports beyond _ANY_KEYWORDS, per type (OpenAI's structured outputs guide)
+    "object": frozenset({"properties", "required", "additionalProperties"}),
+    "array": frozenset({"items", "minItems", "maxItems"}),
+    "string": frozenset({"pattern", "format"}),
+    "number": frozenset({"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"}),
+    "integer": frozenset({"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"}),
+}
+_NULL = {"type": "null"}
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` rewritten for OpenAI's strict mode: on every object all properties are required and those that
+    were optional accept null, ``additionalProperties`` is false; keywords strict mode does not support
+    (``default``, ``title``, ``minLength``, ...) are left out. The root keeps no description (the tool has one)."""
+    strict = _strict_node(schema)
+    strict.pop("description", None)
+    return strict
+
+
+def _strict_node(node: dict[str, Any]) -> dict[str, Any]:
+    kind = node.get("type", [])
+    types = [kind] if isinstance(kind, str) else kind
+    allowed = _ANY_KEYWORDS.union(*(_STRICT_KEYWORDS.get(t, ()) for t in types))
+    out = {key: value for key, value in node.items() if key in allowed}
+    if "anyOf" in out:
+        out["anyOf"] = [_strict_node(branch) for branch in out["anyOf"]]
+    if "items" in out:
+        out["items"] = _strict_node(out["items"])
+    if "$defs" in out:
+        out["$defs"] = {name: _strict_node(d) for name, d in out["$defs"].items()}
+    if "properties" in out:
+        required = set(node.get("required", ()))
+        out["properties"] = {
+            name: _strict_node(prop) if name in required else _nullable(_strict_node(prop))
+            for name, prop in out["properties"].items()
+        }
+        out["required"] = list(out["properties"])
+        out["additionalProperties"] = False
+    return out
+
+
+def _nullable(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` also accepting null: one more ``anyOf`` branch, ``"null"`` in a type list, or a new ``anyOf``."""
+    if "anyOf" in node:
+        return node if _NULL in node["anyOf"] else {**node, "anyOf": [*node["anyOf"], _NULL]}
+    kind = node.get("type")
+    if isinstance(kind, str) and "enum" not in node and "const" not in node:
+        return {**node, "type": [kind, "null"]}
+    described = {"description": node["description"]} if "description" in node else {}
+    inner = {key: value for key, value in node.items() if key != "description"}
+    return {"anyOf": [inner, _NULL], **described}
+
+
+def tool_specs(*, include_ask: bool = True, service: Sam3Service | None = None, strict: bool = False) -> list[ToolSpec]:
     """The exported tools as provider-neutral ``ToolSpec`` (name, description, JSON Schema of the arguments).
 
     With ``service``, the ``sam3_ask`` description says who answers it (its language model, or the built-in
-    planner and the query shapes it understands); without, it mentions both.
+    planner and the query shapes it understands), and ``sam3_ask`` is left out when the service cannot answer
+    it; without, it mentions both. ``strict``: the schemas in OpenAI's strict-mode subset (``strict_schema``).
     """
-    return [
-        ToolSpec(name=t.name, description=_description(t, service), parameters=json_schema(t.args))
-        for t in _TOOLS
-        if include_ask or t.name != "sam3_ask"
-    ]
+    asks = include_ask and (service is None or service.can_ask)
+    specs = []
+    for tool in _TOOLS:
+        if tool.name == "sam3_ask" and not asks:
+            continue
+        schema = arguments_schema(tool.args)
+        parameters = strict_schema(schema) if strict else schema
+        specs.append(ToolSpec(name=tool.name, description=_description(tool, service), parameters=parameters))
+    return specs
 
 
 def _description(tool: _Exported, service: Sam3Service | None) -> str:
     return service.ask_description if service is not None and tool.name == "sam3_ask" else tool.description
 
 
-def chat_completions_tools(*, include_ask: bool = True, service: Sam3Service | None = None) -> list[dict[str, Any]]:
-    """Tools for ``client.chat.completions.create(tools=...)``: ``{"type": "function", "function": {...}}``."""
+def chat_completions_tools(
+    *, include_ask: bool = True, service: Sam3Service | None = None, strict: bool = False
+) -> list[dict[str, Any]]:
+    """Tools for ``client.chat.completions.create(tools=...)``: ``{"type": "function", "function": {...}}``;
+    with ``strict``, strict-mode schemas and ``"strict": true`` in each function."""
+    flag = {"strict": True} if strict else {}
     return [
-        {"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}
-        for s in tool_specs(include_ask=include_ask, service=service)
+        {"type": "function", "function": {**spec.model_dump(), **flag}}
+        for spec in tool_specs(include_ask=include_ask, service=service, strict=strict)
     ]
 
 
-def responses_tools(*, include_ask: bool = True, service: Sam3Service | None = None) -> list[dict[str, Any]]:
-    """Tools for ``client.responses.create(tools=...)``: ``{"type": "function", "name": ..., "parameters": ...}``."""
+def responses_tools(
+    *, include_ask: bool = True, service: Sam3Service | None = None, strict: bool = False
+) -> list[dict[str, Any]]:
+    """Tools for ``client.responses.create(tools=...)``: ``{"type": "function", "name": ..., "parameters": ...}``;
+    with ``strict``, strict-mode schemas and ``"strict": true``."""
+    flag = {"strict": True} if strict else {}
     return [
-        {"type": "function", "name": s.name, "description": s.description, "parameters": s.parameters}
-        for s in tool_specs(include_ask=include_ask, service=service)
+        {"type": "function", **spec.model_dump(), **flag}
+        for spec in tool_specs(include_ask=include_ask, service=service, strict=strict)
     ]
 
 
