@@ -1,4 +1,5 @@
-"""Arguments of the three tools sam3-agent offers to other agents: ``sam3_segment``, ``sam3_count``, ``sam3_ask``.
+"""Arguments of the tools sam3-agent offers to other agents: ``sam3_segment``, ``sam3_count``, ``sam3_ask``, and
+``sam3_track_video`` / ``sam3_ask_video`` where a video tracker is configured.
 
 One definition serves every integration: the LangChain tools use these models as ``args_schema``, the
 OpenAI function-calling schemas are their JSON Schemas, and the MCP tools declare their parameters with
@@ -14,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from sam3_agent.agent.tools import json_schema
 from sam3_agent.engine.tiling import TileMode
-from sam3_agent.schema import BoxArg
+from sam3_agent.schema import MAX_PHRASE_CHARS, BoxArg
+from sam3_agent.video.protocol import DEFAULT_MAX_FRAMES
 
 IMAGE_HELP = (
     "the image: a file path (relative to the allowed image folder, or absolute inside it), a data: URL, "
@@ -169,3 +171,64 @@ class AskArgs(ToolArgs):
 
     image: ImageRef
     question: Question
+
+
+# --- video: sam3_track_video, sam3_ask_video (offered only where the service has a video tracker) ---------------
+
+VIDEO_HELP = "the video: a file path (relative to the allowed folder, or absolute inside it); no URLs or base64"
+TRACK_VIDEO_DESCRIPTION = (
+    "Track EVERY instance of short noun phrases through a video file with SAM 3 (e.g. ['car', 'person']): each "
+    "object keeps one track id across frames, through occlusions. Returns one row per track (id, phrase, first and "
+    "last frame and time, frames seen, best score), the frames looked at, and counts per phrase; no per-frame masks "
+    "(for masks and an overlay video use the `sam3-agent track` command or the HTTP server's video jobs)."
+)
+ASK_VIDEO_DESCRIPTION = (
+    "Answer a question about a video file that needs tracking objects, e.g. 'how many different cars pass?', "
+    "'which dog is on screen longest?', 'how many people are in the room at the end?'. Returns the answer, the "
+    "count if one was asked, and the ids and summary rows of the tracks that answer it."
+)
+
+VideoRef = Annotated[str, Field(min_length=1, description=VIDEO_HELP)]
+VideoPhrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PHRASE_CHARS)]
+VideoPhrases = Annotated[
+    list[VideoPhrase],
+    Field(min_length=1, max_length=8, description="1 to 8 short noun phrases, e.g. ['car', 'person']"),
+]
+Stride = Annotated[int | None, Field(ge=1, le=1000, description="look at every n-th frame (default 1: every frame)")]
+MaxFrames = Annotated[
+    int | None, Field(ge=1, le=100_000, description=f"look at most this many frames (default {DEFAULT_MAX_FRAMES})")
+]
+StartS = Annotated[float | None, Field(ge=0.0, description="start of the time range in seconds (default 0)")]
+EndS = Annotated[float | None, Field(gt=0.0, description="end of the time range in seconds (default: the clip's end)")]
+VideoQuestion = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    Field(description="the question about the video, e.g. 'how many different cars pass?'"),
+]
+
+
+class TrackVideoArgs(ToolArgs):
+    """``sam3_track_video``: every instance of each phrase tracked through the selected frames of a video."""
+
+    video: VideoRef
+    phrases: VideoPhrases
+    stride: Stride = None
+    max_frames: MaxFrames = None
+    start_s: StartS = None
+    end_s: EndS = None
+    score_threshold: ScoreThreshold = None
+
+    @model_validator(mode="after")
+    def _time_range(self) -> TrackVideoArgs:
+        if self.end_s is not None and self.end_s <= (self.start_s or 0.0):
+            raise ValueError(
+                f"the time range is empty: end_s {self.end_s:g} is not after start_s {self.start_s or 0:g}"
+            )
+        return self
+
+
+class AskVideoArgs(ToolArgs):
+    """``sam3_ask_video``: a question about a video answered by the clip agent (an LLM, or the built-in planner)."""
+
+    video: VideoRef
+    question: VideoQuestion

@@ -6,7 +6,7 @@ path that ends up outside it (``..``, an absolute path elsewhere, a symlink poin
 http(s) URLs are refused unless explicitly allowed, since fetching them from a server is a request
 forgery risk; even then, URLs (and redirects) to loopback, private, link-local and other non-public addresses
 are refused unless allowed too (``allow_private_urls``). Decoding goes through ``sam3_agent.images`` (size
-limits, EXIF orientation, RGB).
+limits, EXIF orientation, RGB). Videos (``resolve_video_path``) are files only, under the same root.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from sam3_agent.errors import ImageError
+from sam3_agent.errors import ImageError, Sam3AgentError, VideoError
 from sam3_agent.images import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -132,22 +132,51 @@ class ImageResolver:
         Raises:
             ImageError: no root is set, the path resolves outside the root, or nothing exists there.
         """
+        return self._inside_root(path, "image", ImageError)
+
+    def resolve_video_path(self, video: str | os.PathLike[str]) -> Path:
+        """The resolved path of a video file under ``root``, checked like image paths (``path_inside_root``).
+        Videos are only ever files: URLs, ``data:`` URLs and base64 are refused (a ``file://`` URL is its path).
+
+        Raises:
+            VideoError: not a path, a URL or inline data, no root set, outside the root, or no file there.
+        """
+        if not isinstance(video, str | os.PathLike):
+            raise VideoError(f"expected a video file path, got {type(video).__name__}")
+        text = os.fspath(video).strip()
+        if not text:
+            raise VideoError("the video reference is empty: give a video file path")
+        if "\x00" in text:
+            raise VideoError(f"the video path holds a NUL character ({_short(text)!r}): it names no file")
+        lower = text[:8].lower()
+        if lower.startswith("file://"):
+            text = urllib.request.url2pathname(urllib.parse.urlparse(text).path)
+        elif lower.startswith(("http://", "https://", "data:")) or "://" in text[:16]:
+            raise VideoError(
+                f"videos are accepted only as file paths inside the allowed folder, not URLs ({_short(text)})"
+            )
+        elif len(text) > 512 and _BASE64.fullmatch(text):
+            raise VideoError("videos are accepted only as file paths inside the allowed folder, not base64 data")
+        return self._inside_root(text, "video", VideoError)
+
+    def _inside_root(self, path: str | os.PathLike[str], what: str, error: type[Sam3AgentError]) -> Path:
         if self.root is None:
-            raise ImageError("file paths are not accepted here: send the image as a data: URL or base64")
+            inline = "send the image as a data: URL or base64" if what == "image" else "no video can be read"
+            raise error(f"file paths are not accepted here: {inline}")
         given = Path(path)
         candidate = given if given.is_absolute() else self.root / given
         try:
             resolved = candidate.resolve()  # follows every symlink that exists, normalises ".."
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-            raise ImageError(f"cannot resolve the image path {_short(str(path))!r}: {exc}") from None
+            raise error(f"cannot resolve the {what} path {_short(str(path))!r}: {exc}") from None
         if not resolved.is_relative_to(self.root):
-            raise ImageError(
-                f"image path {_short(str(path))!r} is outside the allowed folder {str(self.root)!r}: "
+            raise error(
+                f"{what} path {_short(str(path))!r} is outside the allowed folder {str(self.root)!r}: "
                 "only files under it can be read"
             )
         if not resolved.is_file():
-            raise ImageError(
-                f"image file {_short(str(path))!r} does not exist in {str(self.root)!r} (relative paths start there)"
+            raise error(
+                f"{what} file {_short(str(path))!r} does not exist in {str(self.root)!r} (relative paths start there)"
             )
         return resolved
 

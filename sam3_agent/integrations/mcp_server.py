@@ -1,5 +1,6 @@
-"""sam3-agent as an MCP server (official ``mcp`` SDK, ``MCPServer``): segment, count and ask tools, and segment_at
-(one object from clicks) where the service has a click engine.
+"""sam3-agent as an MCP server (official ``mcp`` SDK, ``MCPServer``): segment, count and ask tools, segment_at
+(one object from clicks) where the service has a click engine, and track_video / ask_video where it has a video
+tracker (their results carry no overlay image and no per-frame masks: one summary row per track).
 
 Every tool result carries, in this order: the full result serialized as JSON text (as the MCP specification
 asks of tools with an output schema), a compact text summary (counts, ids, scores, boxes), and the numbered
@@ -31,16 +32,20 @@ from sam3_agent import __version__
 from sam3_agent.agent.tools import json_schema
 from sam3_agent.errors import Sam3AgentError
 from sam3_agent.integrations.args import (
+    ASK_VIDEO_DESCRIPTION,
     COUNT_DESCRIPTION,
     SEGMENT_DESCRIPTION,
+    TRACK_VIDEO_DESCRIPTION,
     AskArgs,
+    AskVideoArgs,
     CountArgs,
     SegmentArgs,
+    TrackVideoArgs,
     arguments_schema,
 )
 from sam3_agent.integrations.clicks import SEGMENT_AT_DESCRIPTION, ClickResult, SegmentAtArgs
-from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
-from sam3_agent.integrations.service import Outcome, Sam3Service
+from sam3_agent.integrations.results import AskResult, AskVideoResult, CountResult, SegmentResult, TrackVideoResult
+from sam3_agent.integrations.service import Outcome, Sam3Service, VideoOutcome
 from sam3_agent.validation import validation_message
 
 Transport = Literal["stdio", "http"]
@@ -52,6 +57,11 @@ INSTRUCTIONS = (
     "query shapes: see its description); sam3_segment_at (where the server has SAM 3's tracker) segments the one "
     "object that points or a box designate. Images: a path inside the server's image folder, a data: URL, or "
     "base64. Boxes are [x0, y0, x1, y1] in pixels."
+)
+VIDEO_INSTRUCTIONS = (
+    " sam3_track_video tracks every instance of noun phrases through a video file (a path inside the server's "
+    "folder) and returns one row per track; sam3_ask_video answers questions about a video (how many different, "
+    "first, last, longest on screen)."
 )
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -98,9 +108,9 @@ def _lists_from_json(model: type[BaseModel], arguments: dict[str, Any]) -> dict[
     return parsed
 
 
-def _call(work: Callable[[], Outcome[Any]]) -> CallToolResult:
-    """Run ``work`` and package its outcome: the result as JSON text, the summary, the overlay PNG, and the
-    result as structured content.
+def _call(work: Callable[[], Outcome[Any] | VideoOutcome[Any]]) -> CallToolResult:
+    """Run ``work`` and package its outcome: the result as JSON text, the summary, the overlay PNG (none for a
+    video tool), and the result as structured content.
 
     Our errors carry messages written to be read, so they reach the client as tool errors (on one line);
     anything else is reported by the SDK without its text.
@@ -110,14 +120,13 @@ def _call(work: Callable[[], Outcome[Any]]) -> CallToolResult:
     except Sam3AgentError as exc:
         raise ToolError(" ".join(str(exc).split())) from exc
     structured = outcome.result.model_dump(mode="json")
-    return CallToolResult(
-        content=[
-            TextContent(type="text", text=json.dumps(structured, separators=(",", ":"))),
-            TextContent(type="text", text=outcome.summary),
-            ImageContent(type="image", data=outcome.overlay_base64(), mime_type="image/png"),
-        ],
-        structured_content=structured,
-    )
+    content: list[TextContent | ImageContent] = [
+        TextContent(type="text", text=json.dumps(structured, separators=(",", ":"))),
+        TextContent(type="text", text=outcome.summary),
+    ]
+    if isinstance(outcome, Outcome):
+        content.append(ImageContent(type="image", data=outcome.overlay_base64(), mime_type="image/png"))
+    return CallToolResult(content=content, structured_content=structured)
 
 
 def _tool(service: Sam3Service, spec: _Spec) -> Tool:
@@ -139,7 +148,8 @@ def _tool(service: Sam3Service, spec: _Spec) -> Tool:
 def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer:
     """An MCP server offering ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` (answered by the service's
     language model, or by the built-in planner; its description says which; offered where the service can answer
-    it), and ``sam3_segment_at`` where the service has a click engine. The tools are sync functions; the SDK runs
+    it), ``sam3_segment_at`` where the service has a click engine, and ``sam3_track_video`` / ``sam3_ask_video``
+    where it has a video tracker. The tools are sync functions; the SDK runs
     them in worker threads."""
     specs = [
         _Spec("sam3_segment", SEGMENT_DESCRIPTION, SegmentArgs, SegmentResult, _READ_ONLY),
@@ -149,8 +159,12 @@ def build_server(service: Sam3Service, *, name: str = "sam3-agent") -> MCPServer
         specs.append(_Spec("sam3_ask", service.ask_description, AskArgs, AskResult, _ask_hints(service)))
     if service.can_click:
         specs.append(_Spec("sam3_segment_at", SEGMENT_AT_DESCRIPTION, SegmentAtArgs, ClickResult, _READ_ONLY))
+    if service.can_track:
+        specs.append(_Spec("sam3_track_video", TRACK_VIDEO_DESCRIPTION, TrackVideoArgs, TrackVideoResult, _READ_ONLY))
+        specs.append(_Spec("sam3_ask_video", ASK_VIDEO_DESCRIPTION, AskVideoArgs, AskVideoResult, _ask_hints(service)))
     tools = [_tool(service, spec) for spec in specs]
-    return MCPServer(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING", tools=tools)
+    instructions = INSTRUCTIONS + (VIDEO_INSTRUCTIONS if service.can_track else "")
+    return MCPServer(name, instructions=instructions, version=__version__, log_level="WARNING", tools=tools)
 
 
 def _ask_hints(service: Sam3Service) -> ToolAnnotations:

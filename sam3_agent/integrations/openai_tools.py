@@ -1,9 +1,10 @@
 """sam3-agent for OpenAI-style function calling in your own loop: tool schemas and an executor.
 
 Exported tools: ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` (answered by the service's language model, or
-by the built-in planner when it has none: pass ``service=`` to get the description that says which). They are
-stateless (every call names its image), which is what a foreign loop can drive. The agent's nine
-internal tools (``segment_phrases``, ``spatial_filter``, ...) are deliberately not exported: they act on a
+by the built-in planner when it has none: pass ``service=`` to get the description that says which), and, for a
+service with a video tracker, ``sam3_track_video`` and ``sam3_ask_video`` (video file paths; track tables, no
+masks). They are stateless (every call names its image or video), which is what a foreign loop can drive. The
+agent's nine internal tools (``segment_phrases``, ``spatial_filter``, ...) are deliberately not exported: they act on a
 per-question mask store and image that only ``Sam3Agent`` keeps; use ``sam3_ask`` to get all of them.
 
     service = Sam3Service(engine)                     # llm=...: sam3_ask by a language model, else the planner
@@ -33,21 +34,25 @@ from pydantic import BaseModel, ValidationError
 
 from sam3_agent.agent.messages import ToolSpec
 from sam3_agent.agent.tools import ToolError, parse_arguments
-from sam3_agent.errors import ImageError, PromptError
+from sam3_agent.errors import ImageError, PromptError, VideoError
 from sam3_agent.integrations.args import (
     ASK_DESCRIPTION,
+    ASK_VIDEO_DESCRIPTION,
     COUNT_DESCRIPTION,
     SEGMENT_DESCRIPTION,
+    TRACK_VIDEO_DESCRIPTION,
     AskArgs,
+    AskVideoArgs,
     CountArgs,
     SegmentArgs,
+    TrackVideoArgs,
     arguments_schema,
 )
-from sam3_agent.integrations.results import AskResult, CountResult, SegmentResult
-from sam3_agent.integrations.service import Outcome, Sam3Service
+from sam3_agent.integrations.results import AskResult, AskVideoResult, CountResult, SegmentResult, TrackVideoResult
+from sam3_agent.integrations.service import Outcome, Sam3Service, VideoOutcome
 from sam3_agent.validation import validation_message
 
-Result = SegmentResult | CountResult | AskResult
+Result = SegmentResult | CountResult | AskResult | TrackVideoResult | AskVideoResult
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,8 @@ class _Exported:
     name: str
     description: str
     args: type[BaseModel]
-    run: Callable[[Sam3Service, Any], Outcome[Any]]
+    run: Callable[[Sam3Service, Any], Outcome[Any] | VideoOutcome[Any]]
+    video: bool = False
 
 
 _TOOLS = (
@@ -72,6 +78,8 @@ _TOOLS = (
         Sam3Service.run,
     ),
     _Exported("sam3_ask", ASK_DESCRIPTION, AskArgs, Sam3Service.run),
+    _Exported("sam3_track_video", TRACK_VIDEO_DESCRIPTION, TrackVideoArgs, Sam3Service.run, video=True),
+    _Exported("sam3_ask_video", ASK_VIDEO_DESCRIPTION, AskVideoArgs, Sam3Service.run, video=True),
 )
 _BY_NAME = {tool.name: tool for tool in _TOOLS}
 
@@ -135,17 +143,22 @@ def tool_specs(*, include_ask: bool = True, service: Sam3Service | None = None, 
 
     With ``service``, the ``sam3_ask`` description says who answers it (its language model, or the built-in
     planner and the query shapes it understands), and ``sam3_ask`` is left out when the service cannot answer
-    it; without, it mentions both. ``strict``: the schemas in OpenAI's strict-mode subset (``strict_schema``).
+    it; without, it mentions both. ``sam3_track_video`` and ``sam3_ask_video`` are listed only for a service with a
+    video tracker (``service.can_track``). ``strict``: the schemas in OpenAI's strict-mode subset (``strict_schema``).
     """
-    asks = include_ask and (service is None or service.can_ask)
     specs = []
-    for tool in _TOOLS:
-        if tool.name == "sam3_ask" and not asks:
-            continue
+    for tool in _offered(service, include_ask):
         schema = arguments_schema(tool.args)
         parameters = strict_schema(schema) if strict else schema
         specs.append(ToolSpec(name=tool.name, description=_description(tool, service), parameters=parameters))
     return specs
+
+
+def _offered(service: Sam3Service | None, include_ask: bool = True) -> list[_Exported]:
+    """The exported tools ``service`` can run (all image tools when None; the video tools only with a tracker)."""
+    asks = include_ask and (service is None or service.can_ask)
+    tracks = service is not None and service.can_track
+    return [t for t in _TOOLS if (t.name != "sam3_ask" or asks) and (not t.video or tracks)]
 
 
 def _description(tool: _Exported, service: Sam3Service | None) -> str:
@@ -201,16 +214,18 @@ class ToolExecutor:
     def __init__(self, service: Sam3Service) -> None:
         self.service = service
 
-    def run(self, name: str, arguments: Mapping[str, Any] | str) -> Outcome[Any]:
-        """Run one tool; ``arguments`` as a dict or JSON text. Returns the outcome (result + image).
+    def run(self, name: str, arguments: Mapping[str, Any] | str) -> Outcome[Any] | VideoOutcome[Any]:
+        """Run one tool; ``arguments`` as a dict or JSON text. Returns the outcome (result + image; a video tool's
+        has no image).
 
         Raises:
             ToolArgumentError: unknown tool, unparsable or invalid arguments.
-            ImageError, PromptError: the image or prompt is refused. Other ``Sam3AgentError``: operational.
+            ImageError, PromptError, VideoError: the image, prompt or video is refused. Other ``Sam3AgentError``:
+                operational.
         """
         tool = _BY_NAME.get(name)
-        if tool is None:
-            offered = ", ".join(t.name for t in _TOOLS)
+        if tool is None or (tool.video and not self.service.can_track):
+            offered = ", ".join(t.name for t in _offered(self.service))
             raise ToolArgumentError(f"there is no tool named {name!r}; tools: {offered}")
         if isinstance(arguments, str):
             try:
@@ -229,7 +244,7 @@ class ToolExecutor:
         parsed = _parse_call(call)
         try:
             text = self.run(parsed.name, parsed.arguments).summary
-        except (ToolArgumentError, ImageError, PromptError) as exc:
+        except (ToolArgumentError, ImageError, PromptError, VideoError) as exc:
             text = f"Error: {exc}"
         if parsed.shape == "chat":
             return {"role": "tool", "tool_call_id": parsed.call_id, "content": text}

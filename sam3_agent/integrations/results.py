@@ -1,4 +1,4 @@
-"""What the ``sam3_segment``, ``sam3_count`` and ``sam3_ask`` tools return, and their text summaries.
+"""What the ``sam3_segment``, ``sam3_count``, ``sam3_ask`` and video tools return, and their text summaries.
 
 The models are the structured results (MCP ``structuredContent``, LangChain artifacts, the Python API);
 ``summary()`` is the compact text shown to the calling model: counts, ids, scores and boxes, no masks.
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sam3_agent.agent.clip_answer import ClipAnswer
 from sam3_agent.agent.tools import describe
 from sam3_agent.engine.tiling import SegmentReport
 from sam3_agent.schema import Answer, AnswerStatus, Instance, TraceStep
+from sam3_agent.video.summary import TrackSummary, track_table
+from sam3_agent.video.tracks import ClipTracks, SampledFrame, VideoInfo
 
 MAX_SUMMARY_INSTANCES = 25
 """Instances listed one per line in a summary; the rest are only counted (they are all in the result)."""
@@ -124,3 +127,105 @@ def _with_instances(head: str, instances: list[Instance], image_size: tuple[int,
     if len(instances) > MAX_SUMMARY_INSTANCES:
         lines.append(f"... and {len(instances) - MAX_SUMMARY_INSTANCES} more (all are in the structured result)")
     return "\n".join(lines)
+
+
+# --- video ------------------------------------------------------------------------------------------------------
+
+MASKS_ELSEWHERE = (
+    "Per-frame masks are not returned here: `sam3-agent track` and the HTTP server's video jobs give them."
+)
+
+
+class PhraseTracks(_Result):
+    """How many objects (tracks) one phrase found through a clip, and their track ids."""
+
+    phrase: str
+    count: int = Field(ge=0)
+    track_ids: list[int]
+
+
+class TrackVideoResult(_Result):
+    """One ``sam3_track_video`` call: one summary row per track and the frames looked at; no per-frame masks."""
+
+    video: str = Field(description="the video's file name")
+    info: VideoInfo
+    phrases: list[PhraseTracks]
+    tracks: list[TrackSummary]
+    frames: list[SampledFrame] = Field(description="the frames looked at (clip frame index and time)")
+
+    @classmethod
+    def from_tracks(cls, video: str, clip: ClipTracks) -> TrackVideoResult:
+        rows = track_table(clip)
+        counts = [
+            PhraseTracks(phrase=p, count=len(ids), track_ids=ids)
+            for p in clip.phrases
+            for ids in [[r.track_id for r in rows if r.phrase == p]]
+        ]
+        return cls(video=video, info=clip.video, phrases=counts, tracks=rows, frames=list(clip.frames))
+
+    def summary(self) -> str:
+        counts = "; ".join(f"'{p.phrase}': {p.count}" for p in self.phrases)
+        head = f"Tracked {len(self.tracks)} object(s) in {self.video} ({counts}), {_frames_text(self.frames)}."
+        return "\n".join([head, *_track_lines(self.tracks), MASKS_ELSEWHERE])
+
+
+class AskVideoResult(_Result):
+    """The clip agent's answer to one ``sam3_ask_video`` question; ``tracks`` are the rows of the chosen tracks."""
+
+    question: str
+    status: AnswerStatus
+    answer: str
+    count: int | None = None
+    track_ids: list[int]
+    frame: int | None = Field(default=None, description="the clip frame the answer is about, when it is about one")
+    video: str = Field(description="the video's file name")
+    info: VideoInfo
+    tracks: list[TrackSummary]
+    found: int = Field(ge=0, description="tracks found while answering, chosen or not")
+    trace: list[TraceStep]
+
+    @classmethod
+    def from_answer(cls, video: str, answer: ClipAnswer) -> AskVideoResult:
+        chosen = answer.selected_tracks()
+        return cls(
+            question=answer.query,
+            status=answer.status,
+            answer=answer.text,
+            count=answer.count,
+            track_ids=list(answer.track_ids),
+            frame=answer.frame,
+            video=video,
+            info=answer.video,
+            tracks=track_table(chosen) if chosen is not None else [],
+            found=len(answer.tracks.tracks) if answer.tracks is not None else 0,
+            trace=list(answer.trace),
+        )
+
+    def summary(self) -> str:
+        lines = [f"Answer ({self.status}): {self.answer}"]
+        if self.count is not None:
+            lines.append(f"Count: {self.count}")
+        if self.frame is not None:
+            lines.append(f"About frame {self.frame}.")
+        lines.append(f"Selected {len(self.track_ids)} of {self.found} track(s) found.")
+        return "\n".join(lines + _track_lines(self.tracks))
+
+
+def _frames_text(frames: list[SampledFrame]) -> str:
+    if not frames:
+        return "no frame looked at"
+    first, last = frames[0], frames[-1]
+    return (
+        f"looking at {len(frames)} frame(s) from {first.index} ({first.time_s:g} s) to {last.index} ({last.time_s:g} s)"
+    )
+
+
+def _track_lines(rows: list[TrackSummary]) -> list[str]:
+    lines = [
+        f"track {r.track_id} '{r.phrase}': frames {r.first_frame}-{r.last_frame} ({r.first_s:g}-{r.last_s:g} s), "
+        f"seen on {r.frames_seen}, best score {r.best_score:.2f}"
+        for r in rows[:MAX_SUMMARY_INSTANCES]
+    ]
+    if len(rows) > MAX_SUMMARY_INSTANCES:
+        lines.append(f"... and {len(rows) - MAX_SUMMARY_INSTANCES} more (all are in the structured result)")
+    return lines

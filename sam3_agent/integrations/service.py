@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -21,15 +22,32 @@ from sam3_agent.engine.checkpoint import TRACKER_MISSING
 from sam3_agent.engine.protocol import Clicker, Segmenter, clicker_for
 from sam3_agent.engine.tiling import TiledSegmenter, TileMode
 from sam3_agent.errors import CheckpointError, ConfigError, PromptError
-from sam3_agent.integrations.args import AskArgs, CountArgs, SegmentArgs, ask_description
+from sam3_agent.integrations.args import (
+    AskArgs,
+    AskVideoArgs,
+    CountArgs,
+    SegmentArgs,
+    TrackVideoArgs,
+    ask_description,
+)
 from sam3_agent.integrations.clicks import ClickResult, SegmentAtArgs
 from sam3_agent.integrations.image_refs import ImageInput, ImageResolver
-from sam3_agent.integrations.results import AskResult, CountResult, PhraseCount, SegmentResult
+from sam3_agent.integrations.results import (
+    AskResult,
+    AskVideoResult,
+    CountResult,
+    PhraseCount,
+    SegmentResult,
+    TrackVideoResult,
+)
 from sam3_agent.masks import nms
 from sam3_agent.schema import ExemplarBox, Instance, Prompt, Thresholds
+from sam3_agent.validation import validation_message
+from sam3_agent.video.protocol import FrameSelection, TrackOptions, VideoTracker
 
 if TYPE_CHECKING:
     from sam3_agent.agent.loop import Sam3Agent
+    from sam3_agent.video.frames import Clip
 
 COUNT_IOM = 0.5
 """Intersection-over-minimum above which two masks count as one object (SAM 3's counting recipe)."""
@@ -39,6 +57,7 @@ OVERLAY_MAX_SIDE = 1024
 
 R = TypeVar("R", SegmentResult, CountResult, AskResult, ClickResult)
 BoxList = Sequence[Sequence[float]]
+VideoArgs = TrackVideoArgs | AskVideoArgs
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,21 @@ class Outcome(Generic[R]):
         return base64.b64encode(self.overlay_png(max_side)).decode("ascii")
 
 
+V = TypeVar("V", TrackVideoResult, AskVideoResult)
+
+
+@dataclass(frozen=True)
+class VideoOutcome(Generic[V]):
+    """A video tool's result; no overlay image (the overlay of a clip is a video: ``sam3-agent track``)."""
+
+    result: V
+
+    @property
+    def summary(self) -> str:
+        """Compact text for the calling model (see the result's ``summary``)."""
+        return self.result.summary()
+
+
 def as_chat_model(llm: Any) -> ChatModel:
     """``llm`` as a ``ChatModel``: ours as is, a LangChain chat model wrapped in ``LangChainChatModel``.
 
@@ -106,6 +140,8 @@ class Sam3Service:
         clicker: the click engine of ``segment_at`` and of the agent's ``segment_at`` tool; None:
             ``clicker_for(segmenter)`` (SAM 3's tracker sharing a ``Sam3Engine``'s backbone when its checkpoint
             has the tracker; the server's client clicks itself), which may be None: no clicks.
+        tracker: the video tracker of ``track_video`` and ``ask_video`` (e.g. ``Sam3VideoEngine``, loaded on first
+            use); None: no video tools. Video files are resolved by ``images`` (``resolve_video_path``).
     """
 
     def __init__(
@@ -118,6 +154,7 @@ class Sam3Service:
         max_turns: int = 12,
         tile: TileMode = "auto",
         clicker: Clicker | None = None,
+        tracker: VideoTracker | None = None,
     ) -> None:
         if not isinstance(segmenter, Segmenter):
             raise ConfigError(f"segmenter must implement segment(image, prompts, thresholds), got {type(segmenter)}")
@@ -130,6 +167,9 @@ class Sam3Service:
         self.max_turns = max_turns
         self.tile: TileMode = tile
         self.clicker = clicker if clicker is not None else clicker_for(segmenter)
+        if tracker is not None and not isinstance(tracker, VideoTracker):
+            raise ConfigError(f"tracker must implement track(clip, phrases, options), got {type(tracker).__name__}")
+        self.tracker = tracker
 
     @property
     def can_ask(self) -> bool:
@@ -213,8 +253,15 @@ class Sam3Service:
         )
         return Outcome(result, pil)
 
-    def run(self, args: SegmentArgs | CountArgs | AskArgs | SegmentAtArgs) -> Outcome[Any]:
+    def run(
+        self, args: SegmentArgs | CountArgs | AskArgs | SegmentAtArgs | VideoArgs
+    ) -> Outcome[Any] | VideoOutcome[Any]:
         """Run the tool whose validated arguments ``args`` are: the one unpacking all integrations share."""
+        if isinstance(args, TrackVideoArgs):
+            frames = args.model_dump(include={"stride", "max_frames", "start_s", "end_s"})
+            return self.track_video(args.video, args.phrases, score_threshold=args.score_threshold, **frames)
+        if isinstance(args, AskVideoArgs):
+            return self.ask_video(args.video, args.question)
         if isinstance(args, SegmentAtArgs):
             negative, box, threshold = args.negative_points, args.box, args.mask_threshold
             return self.segment_at(args.image, args.points, negative_points=negative, box=box, mask_threshold=threshold)
@@ -283,6 +330,72 @@ class Sam3Service:
         pil = self.images.load(image)
         answer = self._agent(max_turns).run(pil, question)
         return Outcome(AskResult.from_answer(answer), pil)
+
+    @property
+    def can_track(self) -> bool:
+        """Whether :meth:`track_video` and :meth:`ask_video` have a video tracker to run on."""
+        return self.tracker is not None
+
+    def track_video(
+        self,
+        video: str | os.PathLike[str],
+        phrases: Sequence[str],
+        *,
+        stride: int | None = None,
+        max_frames: int | None = None,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        score_threshold: float | None = None,
+    ) -> VideoOutcome[TrackVideoResult]:
+        """Every instance of each phrase tracked through the selected frames of a video file (a path resolved by
+        ``images``): one summary row per track, the frames looked at, counts per phrase; no per-frame masks.
+
+        Raises:
+            PromptError: no phrase, or an empty or too long one. VideoError: the path is refused (outside the root,
+                a URL, base64) or the file is not a readable video. ConfigError: an empty time range.
+            CheckpointError: the service has no video tracker.
+        """
+        tracker, clip = self._clip(video)
+        options = self._track_options(stride, max_frames, start_s, end_s, score_threshold)
+        tracks = tracker.track(clip, list(phrases), options)
+        return VideoOutcome(TrackVideoResult.from_tracks(clip.name, tracks))
+
+    def ask_video(self, video: str | os.PathLike[str], question: str) -> VideoOutcome[AskVideoResult]:
+        """Answer a question about a video file with the clip agent: the configured LLM driving the tracker, or
+        the built-in clip planner (count / first / last / longest shapes).
+
+        Raises:
+            PromptError: the question is empty or too long. VideoError: the path is refused or not a readable video.
+            CheckpointError: the service has no video tracker. LLMError: the language model failed.
+        """
+        from sam3_agent.agent.clip_agent import answer_clip
+
+        tracker, clip = self._clip(video)
+        options = TrackOptions(score=self.thresholds.score)
+        answer = answer_clip(tracker, clip, question, self.llm, options=options, max_turns=self.max_turns)
+        return VideoOutcome(AskVideoResult.from_answer(clip.name, answer))
+
+    def _clip(self, video: str | os.PathLike[str]) -> tuple[VideoTracker, Clip]:
+        from sam3_agent.video.frames import Clip
+
+        if self.tracker is None:
+            raise CheckpointError("this sam3-agent has no video tracker: create the service with tracker=...")
+        return self.tracker, Clip.open(self.images.resolve_video_path(video))
+
+    def _track_options(
+        self,
+        stride: int | None,
+        max_frames: int | None,
+        start_s: float | None,
+        end_s: float | None,
+        score: float | None,
+    ) -> TrackOptions:
+        given = {"stride": stride, "max_frames": max_frames, "start_s": start_s, "end_s": end_s}
+        try:
+            frames = FrameSelection.model_validate({k: v for k, v in given.items() if v is not None})
+            return TrackOptions(frames=frames, score=self.thresholds.score if score is None else score)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid video options: {validation_message(exc)}") from None
 
     def _agent(self, max_turns: int | None) -> Sam3Agent:
         from sam3_agent.agent.loop import Sam3Agent
