@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 CheckpointOpt = Annotated[
     str | None,
@@ -17,6 +19,10 @@ ServerOpt = Annotated[
 ]
 TokenOpt = Annotated[
     str | None, typer.Option(help="Bearer token of the server. Default: $SAM3_AGENT_SERVER_TOKEN.", show_default=False)
+]
+
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an earlier result of this command in the output folder.")
 ]
 
 
@@ -56,6 +62,15 @@ class LLMOpt:
             "--tool-mode", help="auto, native or text (for endpoints without tools). Env: SAM3_AGENT_LLM_TOOL_MODE."
         ),
     ]
+    Timeout = Annotated[
+        float | None,
+        typer.Option(
+            "--llm-timeout",
+            help="Seconds to wait for one answer of the endpoint (a timed-out request is tried once more). "
+            "Default: 120. Env: SAM3_AGENT_LLM_TIMEOUT.",
+            show_default=False,
+        ),
+    ]
 
 
 class TileOpt:
@@ -76,6 +91,11 @@ class TileOpt:
     ]
 
 
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only the results and errors: no progress, steps or notes.")
+]
+
+
 def parse_numbers(text: str, what: str, layout: str) -> tuple[float, ...]:
     """Parse comma-separated numbers laid out as ``layout`` ("x0,y0,x1,y1", "x,y"): ``what`` names them in the
     ``typer.BadParameter`` raised when they are not numbers or not as many."""
@@ -87,4 +107,55 @@ def parse_numbers(text: str, what: str, layout: str) -> tuple[float, ...]:
         raise typer.BadParameter(f"{what} {text!r} must be {count} numbers {layout}") from None
     if len(values) != expected:
         raise typer.BadParameter(f"{what} {text!r} has {len(values)} numbers; expected {count}: {layout}")
+    if not all(map(math.isfinite, values)):
+        raise typer.BadParameter(f"{what} {text!r} must be {count} finite numbers {layout} (pixels), not nan or inf")
     return values
+
+
+# --- help without type tags ---------------------------------------------------------------------------------
+# typer 0.2x prints a type tag beside every parameter in --help (`<str>`, `<list[str]>`, `--help <bool>`), and
+# arguments show one even with a metavar. Our help texts say what each value is; the parameters of the commands
+# below show their metavar (when one is set) and no tag.
+
+
+class _UntaggedArgument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+class _UntaggedOption(TyperOption):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.is_flag else self.metavar
+
+
+def _untagged(param: Any) -> Any:
+    """``param`` re-classed to print no type tag (the subclasses add no state, only the help display)."""
+    if type(param) is TyperArgument:
+        param.__class__ = _UntaggedArgument
+    elif type(param) is TyperOption:
+        param.__class__ = _UntaggedOption
+    return param
+
+
+class UntaggedCommand(TyperCommand):
+    """A command whose --help lists its parameters without typer's type tags (``app.command(cls=...)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _untagged(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _untagged(super().get_help_option(ctx))
+
+
+class UntaggedGroup(TyperGroup):
+    """The command group of ``sam3-agent``, its --help without type tags (``typer.Typer(cls=...)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _untagged(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _untagged(super().get_help_option(ctx))

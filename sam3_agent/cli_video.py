@@ -1,7 +1,8 @@
 """`sam3-agent track VIDEO PHRASE...`: every instance of each phrase tracked through a clip (SAM 3's video model).
 
 Everything that can be checked is checked before the model loads: the phrases, the frame options, the clip itself
-(it is probed and its first frame decoded) and the output folder. The track table is printed and the JSON written
+(it is probed and its first frame decoded) and the output folder (``outputs.out_folder``: runs never replace each
+other's files unless ``--overwrite``). The track table is printed and the JSON written
 before the overlay video is encoded, so a failure there loses neither.
 """
 
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt
+from sam3_agent.cli_options import CheckpointOpt, DeviceOpt, DtypeOpt, OverwriteOpt
 from sam3_agent.errors import Cancelled, ConfigError, PromptError, Sam3AgentError
 
 if TYPE_CHECKING:
@@ -100,20 +101,6 @@ def open_clip(video: str, selection_options: TrackOptions) -> Clip:
     return clip
 
 
-def check_out_dir(path: Path) -> Path:
-    """``path`` as a folder that exists or can be made and written to, checked before any slow work."""
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"the output folder {str(path)!r} is an existing file; give a folder with --out")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".sam3-agent-write-check"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder {str(path)!r}: {exc.strerror or exc}") from None
-    return path
-
-
 def load_tracker(checkpoint: str | None, device: str | None, dtype: str | None) -> VideoTracker:
     """SAM 3's video model, loaded in process (the slow step)."""
     from sam3_agent.video.engine import Sam3VideoEngine
@@ -184,17 +171,19 @@ def track(
     overlay: Annotated[
         bool, typer.Option("--overlay/--no-overlay", help="Also write tracks.mp4 (ids drawn, one colour per track).")
     ] = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Track every instance of each phrase through a video: print a track table, write tracks.json (per-frame COCO
     RLE with track ids) and tracks.mp4 (the overlay)."""
     from sam3_agent.cli import EXIT_FAILURE, _fail, console, out
+    from sam3_agent.outputs import out_folder
     from sam3_agent.video.summary import track_table as summary_rows
 
     try:
         names = check_phrases(phrases)
         options = track_options(stride, max_frames, start, end, score_threshold, presence_threshold, min_frames)
         clip = open_clip(video, options)
-        folder = check_out_dir(out_dir or Path("outputs") / (Path(video).stem or "video"))
+        folder = out_folder(out_dir, video, "tracks", overwrite=overwrite)
         with console.status("Loading SAM 3's video model …", spinner="dots"):
             tracker = load_tracker(checkpoint, device, dtype)
         tracks = run_tracking(tracker, clip, names, options, console)
@@ -214,3 +203,59 @@ def track(
         console.print(f"[bold red]error:[/] the overlay video was not written: {escape(str(exc))}")
         raise typer.Exit(EXIT_FAILURE) from None
     console.print(f"wrote {mp4}")
+
+
+def ask_video(
+    video: str,
+    query: str,
+    *,
+    llm: object,
+    checkpoint: str | None,
+    device: str | None,
+    dtype: str | None,
+    score: float,
+    max_turns: int,
+    out_dir: Path | None,
+    overwrite: bool,
+    on_step,
+) -> None:
+    """`sam3-agent ask VIDEO QUERY`: the clip agent's answer printed, then answer.json and answer.mp4 (the chosen
+    tracks drawn) written; a failed video write keeps the printed answer and the JSON."""
+    from sam3_agent.agent.clip_agent import answer_clip
+    from sam3_agent.cli import EXIT_FAILURE, _fail, console, out
+    from sam3_agent.outputs import out_folder, write_json_atomic
+    from sam3_agent.video.protocol import TrackOptions
+
+    try:
+        options = TrackOptions(score=score)
+        clip = open_clip(video, options)
+        folder = out_folder(out_dir, video, "answer", overwrite=overwrite)
+        with console.status("Loading SAM 3's video model …", spinner="dots"):
+            tracker = load_tracker(checkpoint, device, dtype)
+        answer = answer_clip(tracker, clip, query, llm, options=options, max_turns=max_turns, on_step=on_step)  # type: ignore[arg-type]
+    except Sam3AgentError as exc:
+        raise _fail(exc) from None
+    if answer.selected:
+        from sam3_agent.video.summary import summarize
+
+        phrases = list(dict.fromkeys(t.phrase for t in answer.selected))
+        out.print(track_table([summarize(t) for t in answer.selected], phrases))
+    out.print(f"[bold]answer:[/] {escape(answer.text)}")
+    if answer.count is not None:
+        out.print(f"[bold]count:[/] {answer.count}")
+    try:
+        json_path = folder / "answer.json"
+        write_json_atomic(json_path, answer.model_dump(mode="json"))
+        written = [json_path]
+        chosen = answer.selected_tracks()
+        if chosen is not None:
+            from sam3_agent.video.overlay import write_overlay_video
+
+            with console.status("Writing the overlay video …", spinner="dots"):
+                written.append(write_overlay_video(clip, chosen, folder / "answer.mp4", answer.options.frames))
+    except (Sam3AgentError, OSError) as exc:
+        console.print(f"[bold red]error:[/] the answer was not fully written: {escape(str(exc))}")
+        raise typer.Exit(EXIT_FAILURE) from None
+    console.print("wrote " + " and ".join(str(p) for p in written))
+    if answer.status == "gave_up":
+        raise typer.Exit(EXIT_FAILURE)

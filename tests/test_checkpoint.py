@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import runpy
+import warnings
 from pathlib import Path
 
 import pytest
 
-from sam3_agent.engine.checkpoint import CHECKPOINT_ENV, DEFAULT_CHECKPOINT, load_sam3, resolve_checkpoint
+from sam3_agent.engine.checkpoint import (
+    CHECKPOINT_ENV,
+    DEFAULT_CHECKPOINT,
+    load_sam3,
+    load_sam3_tracker,
+    loading_progress,
+    resolve_checkpoint,
+)
 from sam3_agent.errors import CheckpointError, ConfigError
 
 HOW_TO_FRAGMENTS = ("facebook/sam3", "hf auth login", "hf download", "--checkpoint", CHECKPOINT_ENV, "make_tiny")
@@ -122,3 +130,43 @@ def test_tool_script_writes_a_loadable_checkpoint(tmp_path: Path, capsys: pytest
     assert model.config.image_size == 112 and processor.image_processor.size["height"] == 112
     assert tool["main"]([str(tmp_path / "bad"), "--image-size", "100"]) == 2
     assert "multiple of 14" in capsys.readouterr().err
+
+
+@pytest.fixture
+def transformers_bars_on() -> object:
+    """transformers' tqdm bars switched on (the test setup turns them off), as a user's run has them."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    with warnings.catch_warnings():  # the hub's own bars stay off (HF_HUB_DISABLE_PROGRESS_BARS), and it says so
+        warnings.simplefilter("ignore", UserWarning)
+        hf_logging.enable_progress_bar()
+    yield
+    if not was_on:
+        hf_logging.disable_progress_bar()
+
+
+@pytest.mark.usefixtures("transformers_bars_on")
+def test_transformers_weight_bar_never_reaches_stderr(tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    from transformers import Sam3Model
+
+    Sam3Model.from_pretrained(str(tiny_checkpoint))
+    assert "Loading weights" in capsys.readouterr().err, "transformers shows its bar when loaded directly"
+    load_sam3(tiny_checkpoint)
+    with loading_progress(None):
+        load_sam3(tiny_checkpoint)
+    assert "Loading weights" not in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("transformers_bars_on")
+def test_weight_loading_is_told_to_the_listener(
+    tiny_checkpoint: Path, tiny_tracker_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for load, checkpoint in ((load_sam3, tiny_checkpoint), (load_sam3_tracker, tiny_tracker_checkpoint)):
+        heard: list[tuple[str, int, int | None]] = []
+        with loading_progress(lambda *event, heard=heard: heard.append(event)):
+            load(checkpoint)
+        assert heard and {desc for desc, _, _ in heard} == {"Loading weights"}
+        _, done, total = heard[-1]
+        assert total and done == total and [d for _, d, _ in heard] == list(range(total + 1))
+    assert "Loading weights" not in capsys.readouterr().err

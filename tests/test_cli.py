@@ -4,6 +4,10 @@ LLM configured, answered by the built-in planner."""
 from __future__ import annotations
 
 import json
+import re
+import runpy
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +56,7 @@ def test_segment_writes_overlay_and_json(tiny_checkpoint: Path, photo: Path, tmp
     assert {inst["phrase"] for inst in instances} <= {"cup", "red hat"}
     mask = rle_decode(Rle(**instances[0]["rle"]))
     assert mask.shape == (90, 160) and mask.sum() == instances[0]["area"]
-    assert Image.open(out / "overlay.png").size == (160, 90)
+    assert Image.open(out / "segmentation_overlay.png").size == (160, 90)
     assert "cup:" in result.output and "red hat:" in result.output
 
 
@@ -117,7 +121,7 @@ def test_ask_end_to_end_over_http(tiny_checkpoint: Path, photo: Path, tmp_path: 
     assert answer["status"] == "answered" and answer["count"] == 1
     assert [inst["id"] for inst in answer["instances"]] == [1]
     assert [step["tool"] for step in answer["trace"]] == ["segment_phrases", "final_answer"]
-    assert (out / "overlay.png").exists() and (out / "masks" / "mask_1.png").exists()
+    assert (out / "answer_overlay.png").exists() and (out / "masks" / "mask_1.png").exists()
     first_request = server.requests[0]
     assert any(part.get("type") == "image_url" for msg in first_request["messages"] for part in _parts(msg)), (
         "the image was not sent to the model"
@@ -173,7 +177,7 @@ def test_ask_without_an_llm_uses_the_planner_on_the_tiny_checkpoint(
     answer = json.loads((out / "answer.json").read_text())
     assert answer["status"] in ("answered", "no_match")
     assert answer["trace"] and answer["trace"][0]["tool"] == "segment_phrases"
-    assert (out / "overlay.png").exists()
+    assert (out / "answer_overlay.png").exists()
 
 
 def test_ask_without_an_llm_answers_a_relation_query(desk: Path, tmp_path: Path) -> None:
@@ -284,3 +288,61 @@ def test_segment_and_ask_through_a_segmentation_server(engine, photo: Path, tmp_
     assert mixed.exit_code == 2 and "--checkpoint" in mixed.output
     assert asked.exit_code == 0, asked.output
     assert json.loads((tmp_path / "ask" / "answer.json").read_text())["count"] == 1
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _quick_start_commands() -> list[str]:
+    """Every `sam3-agent ...` and `python tools/...` command of the README's Quick start (blocks and inline)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL):
+        commands += [line.split("#")[0].strip() for line in block.splitlines()]
+    commands += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", section.replace("```", ""))]
+    return [c for c in commands if c.startswith(("sam3-agent ", "python tools/"))]
+
+
+def test_the_quick_start_names_files_that_exist() -> None:
+    commands = _quick_start_commands()
+    assert any("examples/desk.jpg" in c for c in commands)
+    for command in commands:
+        for arg in shlex.split(command):
+            if arg.endswith((".jpg", ".jpeg", ".png", ".py")):
+                assert (REPO / arg).is_file(), f"{command!r} names {arg!r}, which is not in the repository"
+    sample = REPO / "examples" / "desk.jpg"
+    assert sample.stat().st_size < 100_000
+
+
+def test_the_quick_start_commands_run_as_written(
+    tiny_checkpoint: Path, tiny_tracker_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    for command in _quick_start_commands():
+        argv = shlex.split(command)
+        if argv[0] != "sam3-agent" or "./tiny-sam3" not in argv:
+            continue  # the tools, and the main job (it needs the real weights)
+        checkpoint = tiny_tracker_checkpoint if "--point" in argv else tiny_checkpoint
+        result = runner.invoke(app, [str(checkpoint) if a == "./tiny-sam3" else a for a in argv[1:]])
+        assert result.exit_code == 0, f"{command}\n{result.output}"
+        ran += 1
+    assert ran == 3
+    assert sorted(p.name for p in (tmp_path / "outputs" / "desk").iterdir() if p.suffix) == [
+        "answer.json",
+        "answer_overlay.png",
+        "segmentation.json",
+        "segmentation_overlay.png",
+    ]
+
+
+def test_the_sample_image_is_what_the_tool_renders(tmp_path: Path) -> None:
+    tool = runpy.run_path(str(REPO / "tools" / "make_sample_image.py"))
+    assert tool["main"]([str(tmp_path / "desk.jpg")]) == 0
+    shipped, rendered = (
+        np.asarray(Image.open(p), np.float32) for p in (REPO / "examples/desk.jpg", tmp_path / "desk.jpg")
+    )
+    assert shipped.shape == rendered.shape == (427, 640, 3)
+    assert np.abs(shipped - rendered).mean() < 2

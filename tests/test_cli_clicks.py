@@ -48,7 +48,7 @@ def test_segment_by_clicks_writes_one_mask_like_the_other_segment_outputs(
     alone = ClickEngine(tiny_tracker_checkpoint, device="cpu", dtype="float32")
     expected = alone.segment_at(Image.open(photo), [(50, 40), (60, 45), (120, 20)], [1, 1, 0], (10, 5, 140, 85))
     assert [Instance.model_validate(i) for i in record["instances"]] == ([expected] if expected.area else [])
-    assert Image.open(out / "overlay.png").size == (160, 90)
+    assert Image.open(out / "segmentation_overlay.png").size == (160, 90)
     assert "clicked object (2 positive points, 1 negative point, a box)" in result.output
 
 

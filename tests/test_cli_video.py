@@ -98,7 +98,7 @@ def test_not_a_video_and_a_file_as_output_folder(tmp_path: Path, clip_path: Path
     taken = tmp_path / "taken"
     taken.write_text("x")
     result = _run(str(clip_path), "red", "-o", str(taken))
-    assert result.exit_code == 2 and "is an existing file" in result.output
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
 
 
 def test_a_failed_overlay_keeps_the_json(clip_path: Path, tracker: ColourTracker, tmp_path: Path, monkeypatch):
@@ -119,3 +119,17 @@ def test_a_failed_overlay_keeps_the_json(clip_path: Path, tracker: ColourTracker
 def test_is_video_path():
     assert cli_video.is_video_path("clip.MP4") and cli_video.is_video_path("a/b.webm")
     assert not cli_video.is_video_path("photo.jpg") and not cli_video.is_video_path("https://x/y.png")
+
+
+def test_ask_about_a_clip_uses_the_clip_planner(
+    clip_path: Path, tracker: ColourTracker, tmp_path: Path, no_llm_env
+) -> None:
+    out = tmp_path / "asked"
+    result = CliRunner().invoke(app, ["ask", str(clip_path), "how many different blue are there?", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "count: 1" in result.output
+    assert tracker.calls[0][0] == ["blue"]
+    record = json.loads((out / "answer.json").read_text())
+    assert record["count"] == 1 and record["track_ids"] == [1]
+    with av.open(str(out / "answer.mp4")) as video:
+        assert sum(1 for _ in video.decode(video=0)) == FRAMES

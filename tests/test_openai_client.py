@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -278,3 +279,60 @@ def test_settings_missing_model_and_bad_values(monkeypatch: pytest.MonkeyPatch) 
         LLMSettings.from_env(model="m", tool_mode="telepathy")
     with pytest.raises(ConfigError, match="retry_max_wait"):
         LLMSettings.from_env(model="m", retry_min_wait=5, retry_max_wait=1)
+
+
+def test_a_hung_endpoint_is_tried_twice_and_the_wait_is_said(silent_server: str) -> None:
+    lines: list[str] = []
+    settings = LLMSettings(
+        model="m", base_url=silent_server, timeout=0.4, max_retries=4, retry_min_wait=0.01, retry_max_wait=0.01
+    )
+    with (
+        OpenAIChatModel(settings, on_wait=lines.append) as model,
+        pytest.raises(LLMRequestError, match=r"did not answer within 0\.4 s \(2 attempts, [0-9.]+ s in all\)") as info,
+    ):
+        model.chat(HISTORY, [])
+    assert info.value.attempts == 2, "a timed-out request is retried once, not max_retries times"
+    assert "--llm-timeout SECONDS or SAM3_AGENT_LLM_TIMEOUT" in str(info.value)
+    assert lines == [f"waiting for the LLM at {silent_server}/ (timeout 0.4 s, 2 attempts; gives up within 0.81 s)"]
+    assert settings.hang_budget == pytest.approx(0.81)
+
+
+def test_a_fast_answer_says_nothing_about_waiting() -> None:
+    lines: list[str] = []
+    with ReplayServer([text_turn("hi")]) as server:
+        settings = LLMSettings(model="replay-model", base_url=server.base_url, timeout=0.5)
+        with OpenAIChatModel(settings, on_wait=lines.append) as model:
+            model.chat(HISTORY, [])
+            time.sleep(0.4)  # past the notice delay (half the timeout): the finished turn's notice was cancelled
+    assert lines == []
+
+
+def test_check_lists_the_served_models_without_using_a_turn() -> None:
+    with ReplayServer([text_turn("a")], model="m1") as server, make_model(server) as model:
+        assert model.check() == ["m1"]
+        model.chat(HISTORY, [])
+        server.assert_complete()
+
+
+def test_check_fails_fast_on_a_dead_a_hung_or_a_wrong_endpoint(silent_server: str, portal: Any) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    with make_model(dead) as model, pytest.raises(LLMRequestError, match="could not connect") as info:
+        model.check()
+    assert info.value.attempts == 1
+    with make_model(silent_server, timeout=0.3) as model, pytest.raises(LLMRequestError, match=r"within 0\.3 s"):
+        model.check()
+    url, _ = portal  # GET /models is not served (501): one token of chat completion instead, answered by HTML
+    with make_model(url) as model, pytest.raises(LLMRequestError, match="not a chat completion"):
+        model.check()
+
+
+def test_the_timeout_comes_from_the_environment_and_alone_configures_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SAM3_AGENT_LLM_MODEL", "SAM3_AGENT_LLM_BASE_URL", "OPENAI_BASE_URL", "SAM3_AGENT_LLM_TOOL_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAM3_AGENT_LLM_TIMEOUT", "7.5")
+    assert LLMSettings.configured() is None and LLMSettings.configured(timeout=3.0) is None
+    assert LLMSettings.configured(model="m").timeout == 7.5
+    assert LLMSettings.configured(model="m", timeout=3.0).timeout == 3.0
+    monkeypatch.setenv("SAM3_AGENT_LLM_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="invalid LLM settings: timeout"):
+        LLMSettings.from_env(model="m")

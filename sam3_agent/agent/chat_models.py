@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 from sam3_agent.agent.llm_settings import LLMSettings
 from sam3_agent.agent.messages import ChatModel
 
@@ -17,8 +20,10 @@ PLANNER_NOTICE = (
 """What surfaces tell people, once, when the planner stands in for an LLM."""
 
 
-def make_chat_model(settings: LLMSettings | None) -> ChatModel:
-    """The chat model for ``settings``; None gives the built-in planner. Nothing heavy is imported otherwise."""
+def make_chat_model(settings: LLMSettings | None, *, on_wait: Callable[[str], None] | None = None) -> ChatModel:
+    """The chat model for ``settings``; None gives the built-in planner. Nothing heavy is imported otherwise.
+
+    ``on_wait``: told (one line) when a request to an HTTP endpoint is slow; see ``OpenAIChatModel``."""
     if settings is None:
         from sam3_agent.agent.planner import QueryPlanner
 
@@ -29,7 +34,22 @@ def make_chat_model(settings: LLMSettings | None) -> ChatModel:
         return load_local_vlm(settings)
     from sam3_agent.agent.openai_client import OpenAIChatModel
 
-    return OpenAIChatModel(settings)
+    return OpenAIChatModel(settings, on_wait=on_wait)
+
+
+def check_chat_model(model: ChatModel) -> str | None:
+    """One cheap request to an HTTP endpoint before any heavy work (``OpenAIChatModel.check``): raises
+    ``LLMError`` when it is unreachable, hung or refuses us; returns a warning when it does not list the model
+    (some endpoints list only part of theirs). Other chat models need no check: None."""
+    client = sys.modules.get("sam3_agent.agent.openai_client")  # loaded if model is one; else no need to import openai
+    if client is None or not isinstance(model, client.OpenAIChatModel):
+        return None
+    served = model.check()
+    wanted = model.settings.model
+    if not served or wanted in served:
+        return None
+    shown = ", ".join(served[:8]) + (", ..." if len(served) > 8 else "")
+    return f"the LLM endpoint at {model.base_url} lists no model {wanted!r} (it lists {shown}); check --llm-model"
 
 
 def describe_chat_model(settings: LLMSettings | None) -> str:

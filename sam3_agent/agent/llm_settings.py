@@ -27,6 +27,7 @@ ENV_MODEL = "SAM3_AGENT_LLM_MODEL"
 ENV_BASE_URL = "SAM3_AGENT_LLM_BASE_URL"
 ENV_API_KEY = "SAM3_AGENT_LLM_API_KEY"
 ENV_TOOL_MODE = "SAM3_AGENT_LLM_TOOL_MODE"
+ENV_TIMEOUT = "SAM3_AGENT_LLM_TIMEOUT"
 
 # setting name -> environment variables, first set one wins
 _ENV_SOURCES: dict[str, tuple[str, ...]] = {
@@ -34,7 +35,12 @@ _ENV_SOURCES: dict[str, tuple[str, ...]] = {
     "base_url": (ENV_BASE_URL, "OPENAI_BASE_URL"),
     "api_key": (ENV_API_KEY, "OPENAI_API_KEY"),
     "tool_mode": (ENV_TOOL_MODE,),
+    "timeout": (ENV_TIMEOUT,),
 }
+_NOT_A_MODEL = {"timeout"}
+"""Overrides that alone configure no language model (a timeout for whichever endpoint is chosen)."""
+_NOT_A_MODEL_ENV = {"OPENAI_API_KEY", ENV_TIMEOUT}
+"""Variables that alone configure none (OPENAI_API_KEY is often set for other tools)."""
 
 
 class LLMSettings(BaseModel):
@@ -42,9 +48,11 @@ class LLMSettings(BaseModel):
 
     ``tool_mode``: "native" sends OpenAI function tools; "text" describes the tools in the system prompt
     and parses ``<tool>`` blocks; "auto" starts native and switches to text for good once the endpoint
-    rejects ``tools``. Retries: up to ``max_retries`` extra attempts on 429 / 5xx / timeouts / connection
-    errors, waiting a random time growing exponentially from ``retry_min_wait`` to ``retry_max_wait``
-    seconds, or the server's ``Retry-After`` capped at ``retry_after_cap`` seconds.
+    rejects ``tools``. ``timeout``: seconds to wait for one answer. Retries: up to ``max_retries`` extra
+    attempts on 429 / 5xx / connection errors, and ``timeout_retries`` after requests that timed out (an
+    endpoint that accepts and never answers rarely recovers), waiting a random time growing exponentially
+    from ``retry_min_wait`` to ``retry_max_wait`` seconds, or the server's ``Retry-After`` capped at
+    ``retry_after_cap`` seconds.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -55,6 +63,7 @@ class LLMSettings(BaseModel):
     tool_mode: ToolMode = "auto"
     timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
+    timeout_retries: int = Field(default=1, ge=0)
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int | None = Field(default=None, gt=0)
     retry_min_wait: float = Field(default=0.5, ge=0)
@@ -68,6 +77,17 @@ class LLMSettings(BaseModel):
                 f"retry_max_wait ({self.retry_max_wait}) must be >= retry_min_wait ({self.retry_min_wait})"
             )
         return self
+
+    @property
+    def timeout_attempts(self) -> int:
+        """Requests made at most to an endpoint that never answers."""
+        return 1 + min(self.timeout_retries, self.max_retries)
+
+    @property
+    def hang_budget(self) -> float:
+        """Seconds one model turn takes at most against an endpoint that never answers: every attempt's
+        timeout and the waits between them."""
+        return self.timeout_attempts * self.timeout + (self.timeout_attempts - 1) * self.retry_max_wait
 
     @property
     def api_key_or_placeholder(self) -> str:
@@ -90,8 +110,9 @@ class LLMSettings(BaseModel):
     def configured(cls, **overrides: Any) -> LLMSettings | None:
         """Like :meth:`from_env`, but None when no language model is configured anywhere (no model and no
         endpoint in overrides or environment): the caller then uses the built-in planner."""
-        if not any(v is not None for v in overrides.values()) and not any(
-            os.environ.get(name) for names in _ENV_SOURCES.values() for name in names if name != "OPENAI_API_KEY"
+        chosen = any(value is not None for key, value in overrides.items() if key not in _NOT_A_MODEL)
+        if not chosen and not any(
+            os.environ.get(name) for names in _ENV_SOURCES.values() for name in names if name not in _NOT_A_MODEL_ENV
         ):
             return None
         return cls.from_env(**overrides)

@@ -12,15 +12,17 @@ import email.utils
 import json
 import logging
 import re
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from sam3_agent.agent.llm_settings import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, LLMSettings
+from sam3_agent.agent.llm_settings import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, ENV_TIMEOUT, LLMSettings
 from sam3_agent.agent.messages import (
     AssistantMessage,
     ContentPart,
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 _TOOLS_WORD = re.compile(r"\btools?\b|tool_choice|function", re.IGNORECASE)
 _UNSUPPORTED = re.compile(r"not supported|unsupported|does not support|not enabled|requires|jinja", re.IGNORECASE)
 
+SLOW_NOTICE_AFTER = 10.0
+"""Seconds a model turn may take before ``on_wait`` hears that it is still waiting (half the timeout if less)."""
+RAISE_TIMEOUT = f"--llm-timeout SECONDS or {ENV_TIMEOUT}"
+
 
 class LLMRequestError(LLMError):
     """An ``LLMError`` from a failed request: ``status`` is the HTTP status (None for connection errors
@@ -58,13 +64,22 @@ class _ToolsRejected(Exception):
 class OpenAIChatModel:
     """``ChatModel`` talking to ``settings.base_url`` with the ``openai`` client.
 
-    ``sleep`` is the function used to wait between retries (tests pass a recorder). In "auto" mode the
-    switch to the text protocol, once made, holds for every later call on this instance.
+    ``sleep`` is the function used to wait between retries (tests pass a recorder). ``on_wait`` hears one
+    line (``waiting for the LLM at URL (timeout N s, M attempts; ...)``) when a turn is slow: after
+    ``SLOW_NOTICE_AFTER`` seconds, or half the timeout if that is less. In "auto" mode the switch to the text
+    protocol, once made, holds for every later call on this instance.
     """
 
-    def __init__(self, settings: LLMSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._sleep = sleep
+        self._on_wait = on_wait
         self._text_mode = settings.tool_mode == "text"
         self._client = openai.OpenAI(
             api_key=settings.api_key_or_placeholder,
@@ -92,6 +107,45 @@ class OpenAIChatModel:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def check(self) -> list[str]:
+        """One cheap request before any real work (``GET /models``; one token of chat completion where the
+        endpoint has no such route), so a wrong URL, a dead or hung server or a rejected key fails at once.
+
+        Returns the model ids the endpoint lists (empty when it lists none). Raises ``LLMRequestError``.
+        """
+        timeout = self.settings.timeout
+        started = time.monotonic()
+        with self._slow_notice(timeout, attempts=1, budget=timeout):
+            try:
+                raw = self._client.models.with_raw_response.list(timeout=timeout)
+            except openai.APIStatusError as err:
+                if err.status_code not in (404, 405, 501):
+                    raise self._status_error(err, 1) from err
+                return self._check_by_one_token(timeout)
+            except openai.APIConnectionError as err:
+                raise self._unreachable(err, 1, timeout, started) from err
+        try:
+            listing = raw.http_response.json()
+        except ValueError:
+            listing = None
+        if not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
+            raise self._not_an_api(raw, 1)
+        return [str(m["id"]) for m in listing["data"] if isinstance(m, dict) and "id" in m]
+
+    def _check_by_one_token(self, timeout: float) -> list[str]:
+        messages = [{"role": "user", "content": "Say OK."}]
+        started = time.monotonic()
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(
+                model=self.settings.model, messages=messages, max_tokens=1, timeout=timeout
+            )
+        except openai.APIStatusError as err:
+            raise self._status_error(err, 1) from err
+        except openai.APIConnectionError as err:
+            raise self._unreachable(err, 1, timeout, started) from err
+        self._parsed(raw, 1)
+        return []
 
     def chat(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> AssistantMessage:
         """One completion turn. Tool-call arguments are returned raw (possibly malformed JSON); an empty
@@ -133,40 +187,41 @@ class OpenAIChatModel:
             kwargs["tools"] = wire_tools
             kwargs["tool_choice"] = "auto"
         may_fall_back = bool(wire_tools) and self.settings.tool_mode == "auto"
-        attempts = 0
+        attempts = timeouts = 0
 
         def attempt() -> Any:
-            nonlocal attempts
+            nonlocal attempts, timeouts
             attempts += 1
-            return self._client.chat.completions.with_raw_response.create(**kwargs)
+            try:
+                return self._client.chat.completions.with_raw_response.create(**kwargs)
+            except openai.APITimeoutError:
+                timeouts += 1
+                raise
+
+        def retry(exc: BaseException) -> bool:
+            if isinstance(exc, openai.APITimeoutError):
+                return timeouts <= self.settings.timeout_retries
+            return _is_transient(exc) and not (may_fall_back and _rejects_tools(exc))
 
         retrying = Retrying(
             sleep=self._sleep,
             stop=stop_after_attempt(self.settings.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(lambda exc: _is_transient(exc) and not (may_fall_back and _rejects_tools(exc))),
+            retry=retry_if_exception(retry),
             before_sleep=self._log_retry,
             reraise=True,
         )
+        started = time.monotonic()
+        settings = self.settings
         try:
-            raw = retrying(attempt)
+            with self._slow_notice(settings.timeout, settings.timeout_attempts, settings.hang_budget):
+                raw = retrying(attempt)
         except openai.APIStatusError as err:
             if may_fall_back and _rejects_tools(err):
                 raise _ToolsRejected(_detail(err)) from err
             raise self._status_error(err, attempts) from err
-        except openai.APITimeoutError as err:
-            raise LLMRequestError(
-                f"the LLM endpoint at {self.base_url} did not answer within {self.settings.timeout:g} s "
-                f"({attempts} attempts); check that the server is up, or raise the timeout",
-                attempts=attempts,
-            ) from err
         except openai.APIConnectionError as err:
-            raise LLMRequestError(
-                f"could not connect to the LLM endpoint at {self.base_url} ({attempts} attempts: "
-                f"{err.__cause__ or err}); is the server running? The URL comes from --llm-base-url or "
-                f"{ENV_BASE_URL}",
-                attempts=attempts,
-            ) from err
+            raise self._unreachable(err, attempts, settings.timeout, started) from err
         completion = self._parsed(raw, attempts)
         choices = getattr(completion, "choices", None)
         if not choices:
@@ -181,14 +236,51 @@ class OpenAIChatModel:
         except ValueError:  # json.JSONDecodeError: a JSON content type with another body
             completion = None
         if completion is None or isinstance(completion, str | bytes):
-            body = " ".join(raw.http_response.text[:120].split())
-            raise LLMRequestError(
-                f"the LLM endpoint at {self.base_url} answered with something that is not a chat completion "
-                f"(HTTP {raw.http_response.status_code}, body starts {body!r}); check --llm-base-url: it should "
-                "point at an OpenAI-compatible API, usually ending in /v1",
+            raise self._not_an_api(raw, attempts)
+        return completion
+
+    def _not_an_api(self, raw: Any, attempts: int) -> LLMRequestError:
+        body = " ".join(raw.http_response.text[:120].split())
+        return LLMRequestError(
+            f"the LLM endpoint at {self.base_url} answered with something that is not a chat completion "
+            f"(HTTP {raw.http_response.status_code}, body starts {body!r}); check --llm-base-url: it should "
+            "point at an OpenAI-compatible API, usually ending in /v1",
+            attempts=attempts,
+        )
+
+    def _unreachable(
+        self, err: openai.APIConnectionError, attempts: int, timeout: float, started: float
+    ) -> LLMRequestError:
+        """The error for a request that timed out or could not connect, naming the URL and the time spent."""
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        if isinstance(err, openai.APITimeoutError):
+            return LLMRequestError(
+                f"the LLM endpoint at {self.base_url} did not answer within {timeout:g} s ({tries}, "
+                f"{time.monotonic() - started:.1f} s in all); check that the server is up, or wait longer with "
+                f"{RAISE_TIMEOUT}",
                 attempts=attempts,
             )
-        return completion
+        return LLMRequestError(
+            f"could not connect to the LLM endpoint at {self.base_url} ({tries}: {err.__cause__ or err}); is the "
+            f"server running? The URL comes from --llm-base-url or {ENV_BASE_URL}",
+            attempts=attempts,
+        )
+
+    @contextmanager
+    def _slow_notice(self, timeout: float, attempts: int, budget: float) -> Iterator[None]:
+        """While the block runs: one line to ``on_wait`` if it is still running after the notice delay."""
+        if self._on_wait is None:
+            yield
+            return
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        line = f"waiting for the LLM at {self.base_url} (timeout {timeout:g} s, {tries}; gives up within {budget:g} s)"
+        timer = threading.Timer(min(SLOW_NOTICE_AFTER, timeout / 2), self._on_wait, args=(line,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None

@@ -3,6 +3,9 @@
 Resolution order: an explicit argument (``--checkpoint DIR``), else the ``SAM3_CHECKPOINT`` environment
 variable, else the hub id ``facebook/sam3`` (gated: its license must be accepted on the hub). Nothing is
 loaded or downloaded at import time.
+
+transformers' own "Loading weights" tqdm bar never reaches stderr: ``loading_progress`` hands its counts to
+the caller's display (the command line's one progress display), and without one the load is silent.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sam3_agent.errors import CheckpointError
 
@@ -52,6 +55,91 @@ def looks_like_path(spec: str) -> bool:
         or "\\" in spec
         or os.path.exists(os.path.expanduser(spec))
     )
+
+
+ProgressListener = Callable[[str, int, int | None], None]
+"""Told ``(description, done, total)`` as transformers loads weights (``total`` None when unknown)."""
+
+_listener: ProgressListener | None = None
+
+
+@contextmanager
+def loading_progress(listener: ProgressListener | None) -> Iterator[None]:
+    """While the block runs, the weight-loading progress of ``load_sam3`` / ``load_sam3_tracker`` goes to
+    ``listener``; None: nothing is shown, the hub's download bars included (``--quiet``)."""
+    global _listener
+    previous, _listener = _listener, listener
+    hub_bars_muted = listener is None and _mute_hub_bars()
+    try:
+        yield
+    finally:
+        _listener = previous
+        if hub_bars_muted:
+            from huggingface_hub.utils import enable_progress_bars
+
+            enable_progress_bars()
+
+
+def _mute_hub_bars() -> bool:
+    """Turn the hub's download bars off; True when they were on (to turn them on again after)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+    if are_progress_bars_disabled():
+        return False
+    disable_progress_bars()
+    return True
+
+
+class _ReportedBar:
+    """What transformers' tqdm hook builds instead of a tqdm bar: the counts go to the listener, if any."""
+
+    def __init__(self, iterable: Iterable[Any] | None = None, *args: Any, **kwargs: Any) -> None:
+        self._iterable = iterable
+        self._desc = str(kwargs.get("desc") or "Loading")
+        total = kwargs.get("total")
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        self._total = total
+        self._done = 0
+        self._tell()
+
+    def _tell(self) -> None:
+        if _listener is not None:
+            _listener(self._desc, self._done, self._total)
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self._iterable or ():
+            yield item
+            self.update()
+
+    def update(self, n: int = 1) -> None:
+        self._done += n
+        self._tell()
+
+    def __enter__(self) -> _ReportedBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Callable[..., None]:  # set_description, set_postfix, refresh, ...
+        return lambda *args, **kwargs: None
+
+
+@contextmanager
+def report_weight_bars() -> Iterator[None]:
+    """While the block runs, transformers' tqdm bars (its "Loading weights" bar) go to the ``loading_progress``
+    listener instead of stderr; wrap any ``from_pretrained`` in it."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.set_tqdm_hook(lambda factory, args, kwargs: _ReportedBar(*args, **kwargs))
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
 
 
 def _fail(what: str) -> CheckpointError:
@@ -110,7 +198,8 @@ def load_sam3(
             model_type = getattr(AutoConfig.from_pretrained(source), "model_type", None)
             if model_type not in SAM3_MODEL_TYPES:
                 raise _fail(f"hub id {spec!r} is a {model_type!r} model, expected one of {SAM3_MODEL_TYPES}.")
-        model = Sam3Model.from_pretrained(source, dtype=dtype or torch.float32)
+        with report_weight_bars():
+            model = Sam3Model.from_pretrained(source, dtype=dtype or torch.float32)
         processor = Sam3Processor.from_pretrained(source)
     except CheckpointError:
         raise
@@ -164,7 +253,7 @@ def load_sam3_tracker(
         model_type = _model_type(Path(source)) if is_local else AutoConfig.from_pretrained(source).model_type
         if model_type not in TRACKER_MODEL_TYPES:
             raise CheckpointError(f"SAM 3 checkpoint {spec!r} is of model type {model_type!r}: {TRACKER_MISSING}.")
-        with _expected_type_notice_muted():
+        with _expected_type_notice_muted(), report_weight_bars():
             model = Sam3TrackerModel.from_pretrained(source, dtype=dtype or torch.float32)
         processor = Sam3TrackerProcessor.from_pretrained(source)
     except CheckpointError:

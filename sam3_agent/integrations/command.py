@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sam3_agent.integrations.image_refs import ImageResolver
     from sam3_agent.integrations.mcp_server import MCPServer
     from sam3_agent.schema import Thresholds
+    from sam3_agent.video.protocol import LazyTracker, VideoTracker
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -92,7 +93,8 @@ def mcp(
         ),
     ] = True,
 ) -> None:
-    """Serve sam3_segment, sam3_count and sam3_ask as an MCP server (stdio by default).
+    """Serve sam3_segment, sam3_count and sam3_ask (and, with SAM 3 in this process, sam3_track_video and
+    sam3_ask_video, the video model loading on the first clip) as an MCP server (stdio by default).
 
     The --llm-* and --tool-mode options choose the language model behind sam3_ask; the other tools use none.
     """
@@ -107,7 +109,8 @@ def mcp(
         llm = _chat_model(llm_base_url, llm_model, llm_api_key, tool_mode)
         segmenter = make_segmenter(checkpoint, server, token, device, dtype, load=False)
         thresholds = Thresholds(score=score_threshold, mask=mask_threshold)
-        tools_server = _tools_server(segmenter, llm, images, thresholds, max_turns)
+        tracker = None if server else _video_tracker(checkpoint, device, dtype)
+        tools_server = _tools_server(segmenter, llm, images, thresholds, max_turns, tracker)
         if preload:
             _preload(segmenter, server)
     except Sam3AgentError as exc:
@@ -140,14 +143,32 @@ def _exit(exc: Exception) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError | ImageError) else EXIT_FAILURE)
 
 
+def _video_tracker(checkpoint: str | None, device: str | None, dtype: str | None) -> LazyTracker:
+    """SAM 3's video model for sam3_track_video / sam3_ask_video, loaded on the first clip (not at start)."""
+    from sam3_agent.video.protocol import LazyTracker
+
+    def load() -> VideoTracker:
+        from sam3_agent.cli_video import load_tracker
+
+        return load_tracker(checkpoint, device, dtype)
+
+    return LazyTracker(load)
+
+
 def _tools_server(
-    segmenter: Segmenter, llm: ChatModel | None, images: ImageResolver, thresholds: Thresholds, max_turns: int
+    segmenter: Segmenter,
+    llm: ChatModel | None,
+    images: ImageResolver,
+    thresholds: Thresholds,
+    max_turns: int,
+    tracker: VideoTracker | None = None,
 ) -> MCPServer:
-    """The MCP server of a ``Sam3Service`` over ``segmenter`` (sam3_ask answered by ``llm``, or the planner)."""
+    """The MCP server of a ``Sam3Service`` over ``segmenter`` (sam3_ask answered by ``llm``, or the planner; the
+    video tools by ``tracker``, when given)."""
     from sam3_agent.integrations import mcp_server
     from sam3_agent.integrations.service import Sam3Service
 
-    service = Sam3Service(segmenter, llm, images=images, thresholds=thresholds, max_turns=max_turns)
+    service = Sam3Service(segmenter, llm, images=images, thresholds=thresholds, max_turns=max_turns, tracker=tracker)
     return mcp_server.build_server(service)
 
 

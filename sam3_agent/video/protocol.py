@@ -77,3 +77,27 @@ class VideoTracker(Protocol):
             Cancelled: ``cancel`` was set; checked between frames.
         """
         ...
+
+
+class LazyTracker:
+    """A ``VideoTracker`` that loads the real one (``load()``) on its first clip, once, so a process that may never
+    see a video (an MCP server, a demo) does not load a video model at start."""
+
+    def __init__(self, load: Callable[[], VideoTracker]) -> None:
+        self._load = load
+        self._tracker: VideoTracker | None = None
+        self._lock = threading.Lock()
+
+    def track(
+        self,
+        clip: Clip,
+        phrases: Sequence[str],
+        options: TrackOptions | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ClipTracks:
+        with self._lock:
+            if self._tracker is None:
+                self._tracker = self._load()
+        return self._tracker.track(clip, phrases, options, progress=progress, cancel=cancel)
