@@ -49,8 +49,11 @@ class Instance(_Frozen):
 
     ``score`` is SAM 3's final score, sigmoid(query logit) x sigmoid(presence logit);
     ``presence_score`` is the image-level p(concept present) factor alone.
-    ``id`` is assigned by whoever owns the collection (the engine numbers per prompt from 0, the
-    agent's mask store gives ids that stay stable for a whole query).
+    ``id``: a positive integer, unique within one response. Every surface numbers the instances of a response
+    1..N in response order, across prompts: an engine / server / ``RemoteSegmenter`` call with several prompts
+    numbers the first prompt's instances 1..k, the next prompt's k+1.., and so on
+    (``sam3_agent.engine.protocol.number_instances``); a click answers id 1. The agent's mask store gives ids
+    that stay stable for a whole conversation (``sam3_agent.agent.store.MaskStore``).
     """
 
     id: int = Field(ge=0)

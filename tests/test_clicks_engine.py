@@ -74,7 +74,7 @@ def test_one_click_gives_one_instance_of_the_original_image(clicks: ClickEngine)
     image = picture()
     inst = clicks.segment_at(image, [(50, 40)])
     assert isinstance(clicks, Clicker)
-    assert inst.id == 0 and inst.phrase == "clicked object (1 positive point)"
+    assert inst.id == 1 and inst.phrase == "clicked object (1 positive point)"
     assert inst.rle.size == (HEIGHT, WIDTH) and inst.mask.shape == (HEIGHT, WIDTH)
     assert 0.0 <= inst.score <= 1.0 and 0.0 <= inst.presence_score <= 1.0
     assert inst.area == int(inst.mask.sum()) > 0

@@ -302,7 +302,7 @@ def test_score_threshold(engine: Sam3Engine) -> None:
     assert 0 < len(some) < len(everything) and all(i.score >= middle for i in some)
     scores = [i.score for i in everything]
     assert scores == sorted(scores, reverse=True)
-    assert [i.id for i in everything] == list(range(len(everything)))
+    assert [i.id for i in everything] == list(range(1, len(everything) + 1))
 
 
 def test_mask_threshold_changes_area(engine: Sam3Engine) -> None:
@@ -332,7 +332,7 @@ def test_iom_nms(engine: Sam3Engine) -> None:
     deduped = engine.segment(image, [text("cup")], Thresholds(score=0.0, nms_iom=0.5))[0]
     assert 0 < len(deduped) < len(plain)  # random masks overlap a lot
     assert {i.rle.counts for i in deduped} <= {i.rle.counts for i in plain}
-    assert [i.id for i in deduped] == list(range(len(deduped)))
+    assert [i.id for i in deduped] == list(range(1, len(deduped) + 1))
     overlap = mask_iom([i.rle for i in deduped], [i.rle for i in deduped])
     np.fill_diagonal(overlap, 0.0)
     assert overlap.max() <= 0.5

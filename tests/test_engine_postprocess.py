@@ -156,7 +156,7 @@ def test_instances_from_logits_sorting_thresholds_and_nms(monkeypatch: pytest.Mo
     instances = instances_from_logits(logits, scores, (144, 100), Thresholds(score=0.3), "cup", presence_score=0.97)
     kept = [i for i in range(12) if scores[i] >= 0.3 and i != 4]  # 4 is empty: dropped
     assert [inst.score for inst in instances] == pytest.approx(sorted(scores[kept], reverse=True))
-    assert [inst.id for inst in instances] == list(range(len(kept)))
+    assert [inst.id for inst in instances] == list(range(1, len(kept) + 1))
     assert all(inst.phrase == "cup" and inst.presence_score == pytest.approx(0.97) for inst in instances)
     assert all(inst.rle.size == (144, 100) for inst in instances)
     # The runs, box and area come along (remembered), so that overlays need not parse the strings again.

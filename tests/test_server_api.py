@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from sam3_agent.engine.protocol import number_instances
 from sam3_agent.schema import Instance, Prompt, Thresholds
 from sam3_agent.server import jobs as jobs_module
 from sam3_agent.server.api import create_app
@@ -94,8 +95,9 @@ def test_register_once_in_any_form_and_segment_by_id(client: TestClient) -> None
     response = client.post("/v1/segment", json={"image_id": image_id, "prompts": prompts})
     assert response.status_code == 200
     answer = SegmentResponse.model_validate_json(response.content)
-    want = SceneSegmenter(SCENE).segment(SCENE.image(), [Prompt.model_validate(p) for p in prompts])
+    want = number_instances(SceneSegmenter(SCENE).segment(SCENE.image(), [Prompt.model_validate(p) for p in prompts]))
     assert answer.instances == want and [len(found) for found in want] == [2, 1, 0]
+    assert [inst.id for found in answer.instances for inst in found] == [1, 2, 3], "ids 1..N across the prompts"
     assert (answer.image_id, answer.width, answer.height) == (image_id, 120, 80)
 
 
@@ -108,7 +110,8 @@ def test_inline_image_and_thresholds(client: TestClient) -> None:
 
 def test_health_readiness_info_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "queue_depth": 0}
+    images = {"images": 0, "max_images": 256, "bytes": 0, "max_bytes": 2**30}
+    assert client.get("/readyz").json() == {"status": "ready", "queue_depth": 0, "images": images}
     info = client.get("/v1/info").json()
     assert info["segmenter"] == "SceneSegmenter" and info["max_batch"] == 16
     paths = client.get("/openapi.json").json()["paths"]
@@ -227,6 +230,14 @@ FORM = {
         (body(prompts=[{"boxes": [{"box": [1, 2, 3]}]}]), 422, "invalid_request", "box"),
         (body(image_id="nope"), 404, "unknown_image", "register the image with POST"),
         (body(image_id=None, image="!!!not base64!!!"), 400, "image_error", "not valid base64"),
+        (body(image_id=None, image="https://example.com/cat.jpg"), 400, "image_error",
+         "expected base64 image data, got what looks like a URL ('https://example.com/cat.jpg'): the server does "
+         "not fetch URLs; upload the image's bytes (POST /v1/images"),
+        (body(image_id=None, image="/home/me/photos/cat.png"), 400, "image_error",
+         "expected base64 image data, got what looks like a file path ('/home/me/photos/cat.png'): the server "
+         "cannot read your files; upload"),
+        (body(image_id=None, image="C:\\Users\\me\\cat.jpg"), 400, "image_error", "looks like a file path"),
+        (body(image_id=None, image="cat.jpg"), 400, "image_error", "looks like a file path ('cat.jpg')"),
         (body(image_id=None, image=NOT_AN_IMAGE), 400, "image_error", "the inline image"),
         (body(image_id=None, image=IMAGE_B64, prompts=[{"boxes": [{"box": [200, 10, 220, 30]}]}]), 422,
          "prompt_error", "lies outside the 120x80 image"),
@@ -254,8 +265,12 @@ def test_malformed_segment_requests_get_a_clear_4xx(
         ("post", "/v1/images", {"json": {"img": "x"}}, 422, "invalid_request", "image: Field required"),
         ("post", "/v1/images", {"content": b"[", "headers": {"Content-Type": "application/json"}}, 400,
          "invalid_request", "not valid JSON"),
-        ("get", "/v1/nothing", {}, 404, "not_found", "Not Found"),
-        ("get", "/v1/segment", {}, 405, "not_found", "Method Not Allowed"),
+        ("post", "/v1/images", {"json": {"image": "file:///tmp/cat.png"}}, 400, "image_error",
+         "expected base64 image data, got what looks like a URL ('file:///tmp/cat.png')"),
+        ("get", "/v1/nothing", {}, 404, "not_found", "there is no route /v1/nothing on this server"),
+        ("get", "/v1/segment", {}, 405, "method_not_allowed", "GET is not allowed on /v1/segment: it takes POST"),
+        ("get", "/v1/images", {}, 405, "method_not_allowed", "GET is not allowed on /v1/images: it takes POST"),
+        ("put", "/v1/segment_at", {}, 405, "method_not_allowed", "PUT is not allowed on /v1/segment_at: it takes POST"),
     ],
 )  # fmt: skip
 def test_malformed_other_requests(
@@ -263,6 +278,18 @@ def test_malformed_other_requests(
 ) -> None:
     response = getattr(client, method)(path, **kwargs)
     assert error_of(response)[:2] == (status, kind) and says in response.json()["error"]
+    if status == 405:
+        assert response.headers["allow"] == "POST"
+        assert 'sam3_server_errors_total{type="method_not_allowed"} 1.0' in client.get("/metrics").text
+
+
+def test_base64_that_looks_like_a_path_is_still_data(client: TestClient) -> None:
+    buffer = io.BytesIO()
+    SCENE.image().save(buffer, format="JPEG", quality=95)
+    jpeg = base64.b64encode(buffer.getvalue()).decode()
+    assert jpeg.startswith("/9j/"), "a JPEG's base64 starts like an absolute path"
+    response = client.post("/v1/images", json={"image": jpeg})
+    assert response.status_code == 200 and response.json()["width"] == 120
 
 
 # -- the busy paths, over real HTTP --------------------------------------------------------------------------
@@ -362,7 +389,7 @@ def test_concurrent_clients_get_their_own_results_in_shared_batches() -> None:
         want = SceneSegmenter(SCENE).segment(
             SCENE.image(), [Prompt(text=body["prompts"][0]["text"])], Thresholds(**body["thresholds"])
         )
-        assert got == want
+        assert got == number_instances(want), "each client's own results, numbered 1..N in its own response"
     assert sum(segmenter.batches) == len(phrases) and len(segmenter.batches) < len(phrases)
 
 
@@ -414,10 +441,10 @@ def test_image_registry_keeps_the_most_recently_used_for_a_while() -> None:
     now = [0.0]
     registry = ImageRegistry(2, ttl_s=10, clock=lambda: now[0])
     a, b, c = (Image.new("RGB", (4, 4), (v, 0, 0)) for v in (1, 2, 3))
-    ida, idb = registry.add(a), registry.add(b)
-    assert registry.add(a.copy()) == ida and len(registry) == 2  # same pixels, same id
+    (_, ida), (_, idb) = registry.add(a), registry.add(b)
+    assert registry.add(a.copy()) == (a, ida) and len(registry) == 2  # same pixels: same id, the one stored copy
     registry.get(idb)  # b is now the most recently used
-    idc = registry.add(c)  # evicts a
+    _, idc = registry.add(c)  # evicts a
     assert ida not in registry and idb in registry and idc in registry
     now[0] = 9.0
     registry.get(idc)

@@ -104,6 +104,13 @@ def test_bad_clicks_get_the_servers_error_format(
     assert answer.json()["type"] == kind and says in answer.json()["error"]
 
 
+@pytest.mark.parametrize(("image", "kind"), [("./cat.png", "a file path"), ("http://example.com/cat.png", "a URL")])
+def test_a_url_or_path_instead_of_base64_says_so(client: TestClient, image: str, kind: str) -> None:
+    answer = client.post("/v1/segment_at", json={"image": image, "points": [[5, 5]]})
+    assert answer.status_code == 400 and answer.json()["type"] == "image_error"
+    assert answer.json()["error"].startswith(f"expected base64 image data, got what looks like {kind} ({image!r})")
+
+
 def test_the_token_guards_clicks_and_a_server_without_clicks_says_so() -> None:
     app = create_app(SceneSegmenter(SCENE), ServerSettings(token=TOKEN))
     with TestClient(app) as client:

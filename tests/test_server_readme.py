@@ -129,8 +129,8 @@ def test_python_client_and_agent_examples(scene_server: str, monkeypatch: pytest
     namespace: dict[str, Any] = {}
     printed = run_python(client_code.replace(EXAMPLE_URL, scene_server), namespace)
     assert printed.splitlines() == [
-        "0 0.9 (20.0, 100.0, 50.0, 140.0) 940",
-        "1 0.8 (180.0, 100.0, 210.0, 140.0) 940",
+        "1 0.9 (20.0, 100.0, 50.0, 140.0) 940",
+        "2 0.8 (180.0, 100.0, 210.0, 140.0) 940",
     ]
     assert len(namespace["people"]) == 1
     with ReplayServer(turns) as llm:

@@ -102,7 +102,7 @@ def test_untiled_count_saturates_at_the_cap_and_tiled_count_is_exact(crowd: tupl
     assert report.tiled and report.tiles == 12 and not report.near_cap
     assert report.prompts[0].largest_pass < 90, "no tile comes near the cap"
     assert_exact(tiled, scene)
-    assert [inst.id for inst in tiled] == list(range(400))
+    assert [inst.id for inst in tiled] == list(range(1, 401))
     assert [inst.score for inst in tiled] == sorted((inst.score for inst in tiled), reverse=True)
     again = TiledSegmenter(fake, mode="always").segment(image, PERSON)[0]
     assert again == tiled, "ids and masks are the same on every run"
@@ -161,7 +161,7 @@ def test_objects_cut_by_tile_borders_are_stitched_into_their_true_masks(tile: in
     )
     assert report.tiles == 9 if overlap else report.tiles == 4
     assert_exact(found, scene)
-    assert [inst.score for inst in found] == [0.9, 0.85, 0.8, 0.7, 0.6] and [i.id for i in found] == list(range(5))
+    assert [inst.score for inst in found] == [0.9, 0.85, 0.8, 0.7, 0.6] and [i.id for i in found] == [1, 2, 3, 4, 5]
     for inst, i in zip(found, (0, 4, 1, 2, 3), strict=True):
         assert inst.rle == rle_encode(scene.mask(i))
 
@@ -180,7 +180,7 @@ def test_duplicates_from_overlapping_tiles_are_removed_but_not_nested_masks_of_o
     around = inst((10, 40, 40, 60), 0.75)
     merged = merge_tiles([[whole, around, inner], [nested]], [tile_a, tile_b])
     assert [m.score for m in merged] == [0.9, 0.75, 0.7], "the other tile's nested duplicate goes, one tile's stay"
-    assert merged[0].rle == whole.rle and [m.id for m in merged] == [0, 1, 2]
+    assert merged[0].rle == whole.rle and [m.id for m in merged] == [1, 2, 3]
 
 
 # --- prompts, reports, the engine -------------------------------------------------------------------------------
@@ -195,6 +195,7 @@ def test_exemplar_prompts_run_on_the_whole_image(crowd: tuple[Scene, Image.Image
     assert fake.sizes_seen[0] == (3000, 2000) and len(fake.sizes_seen) == 1 + report.tiles
     assert [p.tiled for p in report.prompts] == [True, False]
     assert len(by_text) == len(by_box) == 400
+    assert [i.id for i in by_text + by_box] == list(range(1, 801)), "ids 1..N across the prompts"
 
 
 def test_untiled_report_of_a_plain_segmenter() -> None:
@@ -214,6 +215,6 @@ def test_engine_query_cap_and_tiles_cached(engine) -> None:
     (found,), report = tiled.segment_with_report(image, [Prompt(text="cup")], Thresholds(score=0.0))
     assert report.tiles == 6 and engine.backbone_calls == 6, "one backbone pass per tile"
     assert all(inst.image_size == (200, 300) for inst in found)
-    assert [inst.id for inst in found] == list(range(len(found)))
+    assert [inst.id for inst in found] == list(range(1, len(found) + 1))
     tiled.segment(image, [Prompt(text="red hat")], Thresholds(score=0.0))
     assert engine.backbone_calls == 6, "another phrase on the same tiles reuses their cached features"

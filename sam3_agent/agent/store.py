@@ -1,8 +1,10 @@
 """The mask store: every instance found while answering one query, under ids that never change.
 
-The engine numbers instances per prompt from 0; the store re-numbers them from 1 in the order they arrive
-and never reuses an id, so masks from an earlier ``segment_phrases`` call stay addressable after later
-calls (which is what lets the agent compose "the cup left of the laptop").
+Every segmenter answer numbers its instances 1..N across its prompts (``number_instances``), so each answer's
+ids start at 1 again; the store re-numbers them from 1 in the order they arrive over the agent's whole
+conversation about the query and never reuses an id (the first answer keeps the segmenter's ids), so masks
+from an earlier ``segment_phrases`` call stay addressable after later calls (which is what lets the agent
+compose "the cup left of the laptop").
 """
 
 from __future__ import annotations

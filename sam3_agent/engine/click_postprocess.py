@@ -39,7 +39,7 @@ def instance_from_prediction(
     (encoded,) = encode_masks(prediction.mask_logits, image_size, thresholds.mask, [best])
     score = float(np.clip(prediction.iou_scores[best], 0.0, 1.0))
     presence = float(1.0 / (1.0 + np.exp(-prediction.object_score_logit)))
-    common = {"id": 0, "phrase": prompt.label, "score": score, "presence_score": presence}
+    common = {"id": 1, "phrase": prompt.label, "score": score, "presence_score": presence}
     if encoded is None:
         empty = rle_encode(np.zeros(image_size, dtype=bool))
         return Instance(box=(0.0, 0.0, 0.0, 0.0), rle=empty, area=0, **common)

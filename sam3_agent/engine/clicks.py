@@ -213,7 +213,7 @@ class ClickEngine:
             thresholds: ``mask`` is the pixel probability cut (default 0.5); the score threshold does not apply.
 
         Returns:
-            The candidate with the highest predicted IoU: id 0, ``score`` its predicted IoU, ``presence_score``
+            The candidate with the highest predicted IoU: id 1, ``score`` its predicted IoU, ``presence_score``
             sigmoid(object score logit), ``phrase`` ``ClickPrompt.label``; mask (COCO RLE), tight box and
             area in ``image`` pixels (area 0 and box (0, 0, 0, 0) when no pixel reaches the threshold).
 

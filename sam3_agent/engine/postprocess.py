@@ -38,7 +38,7 @@ def instances_from_logits(
         presence_score: sigmoid(presence logit), stored on every instance.
 
     Returns:
-        Instances sorted by descending score with ids 0..n-1; masks that come out empty are dropped.
+        Instances sorted by descending score with ids 1..n; masks that come out empty are dropped.
     """
     if mask_logits.ndim != 3 or scores.shape != (len(mask_logits),):
         raise ValueError(f"expected (K, h, w) logits and (K,) scores, got {mask_logits.shape} and {scores.shape}")
@@ -50,7 +50,7 @@ def instances_from_logits(
         if encoded is None:
             continue
         instance = Instance(
-            id=len(instances),
+            id=len(instances) + 1,
             phrase=phrase,
             score=min(max(float(scores[idx]), 0.0), 1.0),
             presence_score=presence,
@@ -61,5 +61,5 @@ def instances_from_logits(
         instances.append(instance)
     if thresholds.nms_iom is not None and len(instances) > 1:
         kept = nms(instances, threshold=thresholds.nms_iom, metric="iom")
-        instances = [inst.model_copy(update={"id": i}) for i, inst in enumerate(kept)]
+        instances = [inst.model_copy(update={"id": i}) for i, inst in enumerate(kept, start=1)]
     return instances

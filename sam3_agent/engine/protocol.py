@@ -33,8 +33,9 @@ class Segmenter(Protocol):
 
         Returns:
             One list per prompt, in prompt order. Each list holds the instances kept by the thresholds,
-            sorted by descending score, with ids 0..n-1, masks (COCO RLE) and boxes in ``image``'s
-            pixel coordinates, and ``phrase`` set to ``prompt.label``.
+            sorted by descending score, masks (COCO RLE) and boxes in ``image``'s pixel coordinates, and
+            ``phrase`` set to ``prompt.label``. Ids follow ``number_instances``: 1..N in response order
+            across the prompts (the first prompt's instances are 1..k, the next prompt's k+1.., ...).
 
         Raises:
             PromptError: a prompt does not fit the image (e.g. an exemplar box outside it).
@@ -62,7 +63,7 @@ class Clicker(Protocol):
                 always answers its best mask).
 
         Returns:
-            One instance (id 0): the mask as COCO RLE, its tight box and area (0 when no pixel reaches the mask
+            One instance (id 1): the mask as COCO RLE, its tight box and area (0 when no pixel reaches the mask
             threshold), ``score`` = the predicted IoU of the mask chosen, ``phrase`` = ``ClickPrompt.label``.
 
         Raises:
@@ -70,6 +71,24 @@ class Clicker(Protocol):
                 box or one outside the image (checked before any model work).
         """
         ...
+
+
+def number_instances(per_prompt: Sequence[Sequence[Instance]]) -> list[list[Instance]]:
+    """``per_prompt`` numbered by the package's id rule: ids 1..N in response order, across the prompts.
+
+    The first prompt's instances get 1..k, the next prompt's k+1.., and so on, so ids are unique within one
+    answer (``Segmenter.segment``, the server's responses, ``RemoteSegmenter``). Instances already carrying
+    their id are returned as they are (no copy), so numbering twice is free.
+    """
+    numbered: list[list[Instance]] = []
+    next_id = 1
+    for group in per_prompt:
+        row = []
+        for inst in group:
+            row.append(inst if inst.id == next_id else inst.model_copy(update={"id": next_id}))
+            next_id += 1
+        numbered.append(row)
+    return numbered
 
 
 def clicker_for(segmenter: object) -> Clicker | None:

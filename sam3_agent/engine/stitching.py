@@ -11,7 +11,7 @@ The rules, per prompt (``merge_tiles``):
 3. **De-duplicate**: of two objects from disjoint sets of tiles whose masks' intersection over the smaller
    mask exceeds ``dedupe_iom`` (SAM 3's counting rule, 0.5), the lower-scored one goes. Objects from one tile
    are left as the segmenter returned them, as they would be untiled.
-4. **Renumber**: ids 0..n-1 by descending score (ties: top to bottom, then left to right).
+4. **Renumber**: ids 1..n by descending score (ties: top to bottom, then left to right).
 
 A united object gets the highest score and presence score of its pieces. Torch-free.
 """
@@ -59,7 +59,7 @@ def merge_tiles(
     dedupe_iom: float = DEDUPE_IOM,
 ) -> list[Instance]:
     """One prompt's instances of each tile, already in full-image coordinates (``place_instances``), merged
-    into the image's instances by the module's rules; ids 0..n-1 by descending score."""
+    into the image's instances by the module's rules; ids 1..n by descending score."""
     pieces = [(t, inst) for t, per_tile in enumerate(found) for inst in per_tile]
     groups = _stitched_groups(pieces, tiles, stitch_iou)
     objects = [_unite([pieces[i] for i in group]) for group in groups]
@@ -67,9 +67,9 @@ def merge_tiles(
 
 
 def renumber(instances: Sequence[Instance]) -> list[Instance]:
-    """Ids 0..n-1 by descending score; ties top to bottom, then left to right."""
+    """Ids 1..n by descending score; ties top to bottom, then left to right."""
     ranked = sorted(instances, key=lambda inst: (-inst.score, inst.box[1], inst.box[0]))
-    return [inst.model_copy(update={"id": n}) for n, inst in enumerate(ranked)]
+    return [inst.model_copy(update={"id": n}) for n, inst in enumerate(ranked, start=1)]
 
 
 # --- stitching ----------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ Modes (``TileMode``):
 Prompts with exemplar boxes always run on the whole image (their boxes point into it). Each tile is one
 ``segment`` call with all its prompts; ``Sam3Engine`` caches each tile's backbone features like any image's.
 Every call leaves a ``SegmentReport``: ``segment_with_report`` returns it, ``last_report`` keeps the calling
-thread's latest, and ``on_report`` (if given) receives each one.
+thread's latest, and ``on_report`` (if given) receives each one. Ids follow the ``Segmenter`` rule
+(``number_instances``): 1..N across the prompts, in response order, however each prompt was run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Segmenter, number_instances
 from sam3_agent.engine.stitching import merge_tiles, place_instances, renumber
 from sam3_agent.engine.tile_plan import Tile, plan_tiles
 from sam3_agent.errors import ConfigError
@@ -212,7 +213,8 @@ class _Run:
             _row(p, len(self.results[i]), i in tiled, self.largest[i], self.cap, self.options, self.untiled.get(i))
             for i, p in enumerate(self.prompts)
         ]
-        return self.results, _report(self.image, self.options, len(self.plan) if tiled else 0, self.cap, rows)
+        report = _report(self.image, self.options, len(self.plan) if tiled else 0, self.cap, rows)
+        return number_instances(self.results), report
 
     def _untiled(self, which: list[int]) -> None:
         if not which:

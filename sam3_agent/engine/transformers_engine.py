@@ -32,6 +32,7 @@ from sam3_agent.engine.checkpoint import load_sam3, resolve_checkpoint
 from sam3_agent.engine.feature_cache import FeatureCache, image_digest
 from sam3_agent.engine.postprocess import instances_from_logits
 from sam3_agent.engine.prompt_sharing import PromptFreeSharing
+from sam3_agent.engine.protocol import number_instances
 from sam3_agent.errors import ConfigError
 from sam3_agent.images import check_pil_image
 from sam3_agent.schema import Instance, Prompt, Thresholds
@@ -318,7 +319,8 @@ class Sam3Engine:
 
         Returns:
             Per prompt, instances with score = sigmoid(query logit) * sigmoid(presence logit) >= the
-            score threshold, sorted by score, ids 0..n-1, masks (RLE) / boxes / areas in ``image`` pixels,
+            score threshold, sorted by score, masks (RLE) / boxes / areas in ``image`` pixels, ids 1..N across
+            the prompts (``number_instances``: the first prompt's 1..k, the next one's k+1.., ...),
             ``presence_score`` = sigmoid(presence logit), ``phrase`` = ``prompt.label``.
 
         Raises:
@@ -354,11 +356,13 @@ class Sam3Engine:
         jobs = [(check_pil_image(im), list(ps), th or Thresholds()) for im, ps, th in requests]
         outputs = self._outputs([(image, prompts) for image, prompts, _ in jobs], digests)
         return [
-            [
-                instances_from_outputs(logits, presence, masks, (image.height, image.width), thresholds, prompt.label)
-                for prompt, (logits, presence, _boxes, masks) in zip(prompts, per_prompt, strict=True)
-            ]
-            for (image, prompts, thresholds), per_prompt in zip(jobs, outputs, strict=True)
+            number_instances(
+                [
+                    instances_from_outputs(logits, presence, masks, (im.height, im.width), thresholds, prompt.label)
+                    for prompt, (logits, presence, _boxes, masks) in zip(prompts, per_prompt, strict=True)
+                ]
+            )
+            for (im, prompts, thresholds), per_prompt in zip(jobs, outputs, strict=True)
         ]
 
     def _outputs(
@@ -446,8 +450,6 @@ def _stacked(parts: Sequence[_Features]) -> _Features:
         return first
     vision = Sam3VisionEncoderOutput(
         fpn_hidden_states=tuple(map(torch.cat, zip(*(f.vision.fpn_hidden_states for f in parts), strict=True))),
-        fpn_position_encoding=tuple(
-            map(torch.cat, zip(*(f.vision.fpn_position_encoding for f in parts), strict=True))
-        ),
+        fpn_position_encoding=tuple(map(torch.cat, zip(*(f.vision.fpn_position_encoding for f in parts), strict=True))),
     )
     return _Features(vision=vision, image_size=first.image_size)

@@ -6,16 +6,21 @@ Endpoints (``/v1/*`` need the bearer token when one is configured):
   ``{"image": <base64 or data URL>}`` -> ``{image_id, width, height}``. The id is the digest of the decoded
   RGB pixels, so registering an image again is free.
 - ``POST /v1/segment``: ``{image_id | image, prompts, thresholds?, tile?}`` -> ``{image_id, width, height,
-  instances, tiling}``, ``instances[i]`` being the ``Instance`` list of ``prompts[i]`` (``Segmenter.segment``);
-  ``tile`` "always" / "auto" segments in tiles (``server.tiled``) and ``tiling`` reports how.
+  instances, tiling}``, ``instances[i]`` being the ``Instance`` list of ``prompts[i]`` (``Segmenter.segment``;
+  ids 1..N across the whole response, ``number_instances``); ``tile`` "always" / "auto" segments in tiles
+  (``server.tiled``) and ``tiling`` reports how.
 - ``POST /v1/segment_at``: ``{image_id | image, points?, labels?, box?, thresholds?}`` -> ``{image_id, width,
   height, instance}``: ONE object from clicks (``sam3_agent.server.clicks``; 501 without a click engine).
 - ``GET /v1/info``: segmenter, device and limits. ``GET /healthz``: the process is up. ``GET /readyz``:
-  the model is loaded and the server not shutting down (503 otherwise). ``GET /metrics``: Prometheus.
+  the model is loaded and the server not shutting down (503 otherwise), with the image registry's size and
+  bounds. ``GET /metrics``: Prometheus.
 
 Errors are ``{"error": message, "type": kind}`` (see ``wire.ErrorType``): 400 malformed JSON or image,
-401 token, 404 unknown image id, 413 body too large, 415 content type, 422 invalid fields or prompts,
-429 queue full (Retry-After), 503 out of memory / shutting down, 504 timeout.
+401 token, 404 unknown image id or route, 405 method (``method_not_allowed``), 413 body too large, 415
+content type, 422 invalid fields or prompts, 429 queue full (Retry-After), 503 out of memory / shutting
+down, 504 timeout. The OpenAPI document declares them per route (``wire.error_responses``) and, when a
+token is set, the bearer scheme on ``/v1/*`` (``/docs`` then has "Authorize"); the token itself is checked
+by ``guard.RequestGuard`` before any body is read.
 """
 
 from __future__ import annotations
@@ -24,8 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -35,35 +39,37 @@ from starlette.concurrency import run_in_threadpool
 
 import sam3_agent
 from sam3_agent.engine.feature_cache import image_digest
-from sam3_agent.engine.protocol import Clicker, Segmenter, clicker_for
+from sam3_agent.engine.protocol import Clicker, Segmenter, clicker_for, number_instances
 from sam3_agent.errors import ConfigError
 from sam3_agent.images import decode_image
 from sam3_agent.schema import Thresholds
 from sam3_agent.server.batcher import Dispatcher, DynamicBatcher
 from sam3_agent.server.clicks import click_routes
-from sam3_agent.server.guard import RequestGuard, as_api_error, error_json, install_error_handlers
-from sam3_agent.server.image_registry import ImageRegistry
+from sam3_agent.server.guard import RequestGuard, as_api_error, bearer_scheme, error_json, install_error_handlers
+from sam3_agent.server.image_registry import ImageRegistry, large_image_blocks
 from sam3_agent.server.jobs import SegmentJob, run_jobs
 from sam3_agent.server.metrics import ServerMetrics
 from sam3_agent.server.settings import ServerSettings
 from sam3_agent.server.tiled import query_cap_of, segment_tiled
 from sam3_agent.server.wire import (
     ApiError,
-    ErrorBody,
     ErrorType,
     ImageInfo,
+    Readiness,
     RegisterImage,
     SegmentRequest,
     SegmentResponse,
     ServerInfo,
     decode_base64_image,
+    error_responses,
 )
 
 log = logging.getLogger(__name__)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 415, 422, 429, 503, 504)
-}
+
+DECODES_AT_ONCE = 4
+"""Images decoded at the same time, at most: each may transiently take up to ``max_pixels`` x 4 bytes beside the
+registry's cap (a 50 MP image: 200 MB), so concurrent uploads cannot pile up decoded pixels."""
 
 
 @dataclass
@@ -77,6 +83,23 @@ class ServerState:
     metrics: ServerMetrics
     draining: bool = False
     load_error: str | None = None
+    decodes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DECODES_AT_ONCE))
+
+    async def register(self, data: bytes, what: str) -> tuple[Image.Image, str]:
+        """Decode encoded image bytes (in a worker thread, ``DECODES_AT_ONCE`` at a time) and register the image;
+        the RGB image to use (the registry's copy when it held the pixels already) and its id.
+
+        Raises:
+            ImageError: not a readable image, over ``max_pixels``, or alone bigger than the registry's cap.
+        """
+
+        def decode() -> tuple[Image.Image, str]:
+            image = decode_image(data, max_pixels=self.settings.max_pixels, what=what)
+            return image, image_digest(image)
+
+        async with self.decodes:
+            image, image_id = await run_in_threadpool(decode)
+            return self.registry.add(image, image_id)
 
     def not_ready_reason(self) -> str | None:
         """None when requests can be served now, else why not."""
@@ -109,8 +132,9 @@ def create_app(
     if not is_dispatcher and not isinstance(target, Segmenter):
         raise ConfigError(f"create_app needs a Segmenter or a Dispatcher, got {type(target).__name__}")
     settings = settings or ServerSettings()
-    registry = ImageRegistry(settings.max_images, settings.image_ttl_s)
-    metrics = ServerMetrics(None if is_dispatcher else target, registered_images=lambda: len(registry))
+    large_image_blocks()  # evicted images' memory goes back to the OS
+    registry = ImageRegistry(settings.max_images, settings.image_ttl_s, max_bytes=settings.max_image_bytes)
+    metrics = ServerMetrics(None if is_dispatcher else target, images=registry)
     if is_dispatcher:
         dispatcher: Dispatcher = target  # type: ignore[assignment]
     else:
@@ -125,6 +149,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.decodes = asyncio.Semaphore(DECODES_AT_ONCE)  # bound to this event loop
         await dispatcher.start()
         loading = asyncio.create_task(_load(state)) if callable(getattr(target, "load", None)) else None
         try:
@@ -160,25 +185,15 @@ async def _load(state: ServerState) -> None:
         log.error("the segmenter failed to load: %s", exc)
 
 
-async def _register(state: ServerState, data: bytes, what: str) -> tuple[Image.Image, str]:
-    """Decode (in a worker thread) and register an image; its RGB pixels and id."""
-
-    def decode() -> tuple[Image.Image, str]:
-        image = decode_image(data, max_pixels=state.settings.max_pixels, what=what)
-        return image, image_digest(image)
-
-    image, image_id = await run_in_threadpool(decode)
-    state.registry.add(image, image_id)
-    return image, image_id
-
-
 def _v1_routes(state: ServerState) -> APIRouter:
-    router = APIRouter(prefix="/v1", responses=_ERRORS)
+    dependencies, auth = bearer_scheme(state.settings.token)
+    router = APIRouter(prefix="/v1", dependencies=dependencies)
     settings = state.settings
 
     @router.post(
         "/images",
         response_model=ImageInfo,
+        responses=error_responses(400, *auth, 413, 415, 422),
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -208,10 +223,12 @@ def _v1_routes(state: ServerState) -> APIRouter:
                 f"content type {kind!r} is not accepted: send image bytes (image/* or application/octet-stream) "
                 'or JSON {"image": "<base64>"}',
             )
-        image, image_id = await _register(state, data, "the uploaded image")
+        image, image_id = await state.register(data, "the uploaded image")
         return ImageInfo(image_id=image_id, width=image.width, height=image.height)
 
-    @router.post("/segment", response_model=SegmentResponse)
+    segment_errors = error_responses(400, *auth, 404, 413, 422, 429, 503, 504)
+
+    @router.post("/segment", response_model=SegmentResponse, responses=segment_errors)
     async def segment(body: SegmentRequest) -> Response:
         """Every instance matching each prompt, on a registered or inline image (one batched forward pass)."""
         if state.draining:
@@ -226,7 +243,7 @@ def _v1_routes(state: ServerState) -> APIRouter:
             image, image_id = state.registry.get(body.image_id), body.image_id
         else:
             data = decode_base64_image(body.image or "", settings.max_body_bytes)
-            image, image_id = await _register(state, data, "the inline image")
+            image, image_id = await state.register(data, "the inline image")
         for prompt in body.prompts:
             for box in prompt.boxes:
                 box.check_inside(image.width, image.height)
@@ -237,11 +254,11 @@ def _v1_routes(state: ServerState) -> APIRouter:
         else:
             found, report = await segment_tiled(state.dispatcher, state.target, job, body.tile, settings.timeout_s)
         answer = SegmentResponse(
-            image_id=image_id, width=image.width, height=image.height, instances=found, tiling=report
+            image_id=image_id, width=image.width, height=image.height, instances=number_instances(found), tiling=report
         )
         return Response(answer.model_dump_json(), media_type="application/json")
 
-    @router.get("/info", response_model=ServerInfo)
+    @router.get("/info", response_model=ServerInfo, responses=error_responses(*auth))
     async def info() -> ServerInfo:
         """What the server runs, and the limits a client must respect."""
         describe = getattr(state.target, "describe", None)
@@ -269,13 +286,15 @@ def _ops_routes(state: ServerState) -> APIRouter:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @router.get("/readyz", responses={503: {"model": ErrorBody}})
+    @router.get("/readyz", response_model=Readiness, responses=error_responses(503))
     async def readyz() -> JSONResponse:
-        """Readiness: the model is loaded and the server takes requests."""
+        """Readiness: the model is loaded and the server takes requests; the queue depth and the image registry
+        (images and decoded bytes held, and their caps)."""
         reason = state.not_ready_reason()
         if reason is not None:
             return error_json(503, ErrorType.UNAVAILABLE, reason)
-        return JSONResponse({"status": "ready", "queue_depth": state.dispatcher.queue_depth})
+        ready = Readiness(queue_depth=state.dispatcher.queue_depth, images=state.registry.usage())
+        return JSONResponse(ready.model_dump(mode="json"))
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -23,19 +23,18 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from sam3_agent.engine.checkpoint import TRACKER_MISSING
-from sam3_agent.engine.feature_cache import image_digest
 from sam3_agent.engine.protocol import Clicker
 from sam3_agent.errors import CheckpointError
-from sam3_agent.images import decode_image
 from sam3_agent.schema import ClickPrompt, Instance, Thresholds
+from sam3_agent.server.guard import bearer_scheme
 from sam3_agent.server.jobs import OutOfMemory, is_out_of_memory, release_device_memory
 from sam3_agent.server.wire import (
     ApiError,
-    ErrorBody,
     ErrorType,
     SegmentAtRequest,
     SegmentAtResponse,
     decode_base64_image,
+    error_responses,
 )
 
 if TYPE_CHECKING:
@@ -48,10 +47,11 @@ log = logging.getLogger(__name__)
 
 def click_routes(state: ServerState, clicker: Clicker | None) -> APIRouter:
     """The ``/v1/segment_at`` route over ``clicker`` (None: it answers 501 ``not_supported``)."""
-    codes = (400, 401, 404, 413, 422, 501, 503, 504)
-    router = APIRouter(prefix="/v1", responses={code: {"model": ErrorBody} for code in codes})
+    dependencies, auth = bearer_scheme(state.settings.token)
+    router = APIRouter(prefix="/v1", dependencies=dependencies)
+    errors = error_responses(400, *auth, 404, 413, 422, 501, 503, 504)
 
-    @router.post("/segment_at", response_model=SegmentAtResponse)
+    @router.post("/segment_at", response_model=SegmentAtResponse, responses=errors)
     async def segment_at(body: SegmentAtRequest) -> Response:
         """The ONE object that points and / or a box point at (SAM 3's tracker; SAM 2-style clicks)."""
         if state.draining:
@@ -62,6 +62,7 @@ def click_routes(state: ServerState, clicker: Clicker | None) -> APIRouter:
         prompt = ClickPrompt.of(body.points, body.labels, body.box)
         prompt.check_inside(image.width, image.height)
         found = await _run(clicker, image, prompt, body.thresholds or Thresholds(), state.settings.timeout_s)
+        found = found if found.id == 1 else found.model_copy(update={"id": 1})  # a click answers id 1
         answer = SegmentAtResponse(image_id=image_id, width=image.width, height=image.height, instance=found)
         return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -73,14 +74,7 @@ async def _image(state: ServerState, body: SegmentAtRequest) -> tuple[Image.Imag
     if body.image_id is not None:
         return state.registry.get(body.image_id), body.image_id
     data = decode_base64_image(body.image or "", state.settings.max_body_bytes)
-
-    def decode() -> tuple[Image.Image, str]:
-        image = decode_image(data, max_pixels=state.settings.max_pixels, what="the inline image")
-        return image, image_digest(image)
-
-    image, image_id = await run_in_threadpool(decode)
-    state.registry.add(image, image_id)
-    return image, image_id
+    return await state.register(data, "the inline image")
 
 
 async def _run(

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from sam3_agent.engine.feature_cache import image_digest
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Segmenter, number_instances
 from sam3_agent.errors import CheckpointError, ConfigError, ImageError, PromptError, Sam3AgentError
 from sam3_agent.images import check_pil_image
 from sam3_agent.schema import BoxXYXY, ClickPrompt, Instance, Point, Prompt, Thresholds
@@ -100,7 +100,8 @@ class RemoteSegmenter:
     def segment(
         self, image: Image.Image, prompts: Sequence[Prompt], thresholds: Thresholds | None = None
     ) -> list[list[Instance]]:
-        """See ``Segmenter.segment``: runs on the server, same instances as the engine there returns.
+        """See ``Segmenter.segment``: runs on the server, same instances as the engine there returns (ids 1..N
+        across the prompts, as the server numbers them; an older server's per-prompt ids are renumbered).
 
         Raises:
             PromptError: the server refused a prompt (e.g. a box outside the image).
@@ -120,7 +121,7 @@ class RemoteSegmenter:
             raise SegmentationServerError(
                 f"the server answered {len(answer.instances)} result lists for {len(prompts)} prompts"
             )
-        return answer.instances
+        return number_instances(answer.instances)
 
     def _post_image(self, rgb: Image.Image, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST ``body`` about ``rgb`` (registered once, by digest) to ``path``; register again, once, if the
@@ -155,7 +156,8 @@ class RemoteSegmenter:
         body: dict[str, Any] = prompt.model_dump(mode="json")
         if thresholds is not None:
             body["thresholds"] = thresholds.model_dump(mode="json")
-        return _parse(SegmentAtResponse, self._post_image(rgb, "/v1/segment_at", body)).instance
+        found = _parse(SegmentAtResponse, self._post_image(rgb, "/v1/segment_at", body)).instance
+        return found if found.id == 1 else found.model_copy(update={"id": 1})
 
     # -- the rest of the API -------------------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ def serve(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may wait for its result (504).")] = 60.0,
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body (MB); larger get 413.")] = 32.0,
     max_images: Annotated[int, typer.Option(min=1, help="Registered images kept (least recently used go).")] = 256,
+    max_image_mb: Annotated[
+        float, typer.Option(min=0.01, help="Decoded pixels (MB) registered images may hold (least recently used go).")
+    ] = 1024.0,
     cache_size: Annotated[int, typer.Option(min=0, help="Images whose backbone features stay cached.")] = 8,
     ray: Annotated[bool, typer.Option("--ray", help="Serve with Ray Serve: replicas, one GPU each.")] = False,
     replicas: Annotated[int, typer.Option(min=1, help="Ray: engine replicas.")] = 1,
@@ -63,6 +66,7 @@ def serve(
             timeout_s=timeout,
             max_body_mb=max_body_mb,
             max_images=max_images,
+            max_image_mb=max_image_mb,
             token_from_env=False,  # typer already read the environment variable
         )
         if host not in ("127.0.0.1", "localhost", "::1") and settings.token is None:

@@ -9,9 +9,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.params import Depends
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,6 +30,21 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="The server's token (`sam3-agent serve --token`, or $SAM3_AGENT_SERVER_TOKEN).",
+    auto_error=False,  # declared for OpenAPI only: RequestGuard checks the token, before any body is read
+)
+
+
+def bearer_scheme(token: str | None) -> tuple[list[Depends], tuple[int, ...]]:
+    """A ``/v1`` router's dependencies and extra error codes: with a token, the bearer scheme (so OpenAPI lists
+    it, and ``/docs`` has "Authorize") and 401; without one, nothing (the routes are open)."""
+    if token is None:
+        return [], ()
+    return [Security(BEARER)], (401,)
 
 
 def error_json(status: int, kind: ErrorType, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -74,10 +91,25 @@ def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ConfigError):
         return ApiError(400, ErrorType.INVALID_REQUEST, str(exc))
     if isinstance(exc, StarletteHTTPException):
-        kind = ErrorType.NOT_FOUND if exc.status_code in (404, 405) else ErrorType.INVALID_REQUEST
+        kind = _HTTP_KINDS.get(exc.status_code, ErrorType.INVALID_REQUEST)
         return ApiError(exc.status_code, kind, str(exc.detail), dict(exc.headers or {}))
     detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, Sam3AgentError) else type(exc).__name__
     return ApiError(500, ErrorType.INTERNAL, f"internal server error ({detail}); see the server log")
+
+
+_HTTP_KINDS = {404: ErrorType.NOT_FOUND, 405: ErrorType.METHOD_NOT_ALLOWED}
+
+
+def _routing_error(error: ApiError, request: Request) -> ApiError:
+    """Starlette's bare "Not Found" / "Method Not Allowed" said with the method, path and what the route takes."""
+    path = request.url.path
+    if error.type is ErrorType.METHOD_NOT_ALLOWED:
+        allowed = error.headers.get("Allow") or error.headers.get("allow") or "another method"
+        message = f"{request.method} is not allowed on {path}: it takes {allowed}"
+        return ApiError(405, error.type, message, error.headers)
+    if error.type is ErrorType.NOT_FOUND:
+        return ApiError(404, error.type, f"there is no route {path} on this server (the API is listed at /docs)")
+    return error
 
 
 def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
@@ -85,6 +117,8 @@ def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         error = as_api_error(exc)
+        if isinstance(exc, StarletteHTTPException):
+            error = _routing_error(error, request)
         if error.status >= 500 and error.type is ErrorType.INTERNAL:
             log.exception("unexpected error serving %s %s", request.method, request.url.path, exc_info=exc)
         metrics.count_error(error.type.value)

@@ -4,6 +4,8 @@ A ``Sam3Engine`` (anything with ``segment_batch``) runs the prompts of every job
 shared forward passes. Any other ``Segmenter`` gets one ``segment`` call per (image, thresholds) group, so
 prompts that different clients send about the same image still share a call. A failure is confined to the
 job that caused it; running out of memory fails the batch with ``OutOfMemory`` after freeing the cache.
+Each job's result is numbered on its own (``number_instances``: ids 1..N across its prompts), whatever it
+shared a call with.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
-from sam3_agent.engine.protocol import Segmenter
+from sam3_agent.engine.protocol import Segmenter, number_instances
 from sam3_agent.schema import Instance, Prompt, Thresholds
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ def run_jobs(segmenter: Segmenter, jobs: Sequence[SegmentJob]) -> list[Outcome]:
 def _run(segmenter: Segmenter, jobs: Sequence[SegmentJob]) -> list[PerPrompt]:
     if isinstance(segmenter, BatchSegmenter):
         requests = [(job.image, job.prompts, job.thresholds) for job in jobs]
-        return segmenter.segment_batch(requests, digests=[job.image_id for job in jobs])
+        return [number_instances(r) for r in segmenter.segment_batch(requests, digests=[job.image_id for job in jobs])]
     groups: dict[tuple[str, Thresholds], list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault((job.image_id, job.thresholds), []).append(i)
@@ -110,6 +112,6 @@ def _run(segmenter: Segmenter, jobs: Sequence[SegmentJob]) -> list[PerPrompt]:
             raise RuntimeError(f"the segmenter returned {len(found)} result lists for {len(prompts)} prompts")
         start = 0
         for i in members:
-            results[i] = found[start : start + jobs[i].size]
+            results[i] = number_instances(found[start : start + jobs[i].size])
             start += jobs[i].size
     return results

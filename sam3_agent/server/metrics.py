@@ -1,17 +1,20 @@
 """Prometheus metrics of one server app, in a registry of its own (several apps may live in one process).
 
 Exposed at ``GET /metrics``: requests and latency per route and status, errors per kind, queue depth,
-batch sizes (requests and prompts per forward batch) and batch durations, registered images, and, when
-the segmenter counts them (``Sam3Engine``), backbone runs and backbone-feature cache hits / misses.
+batch sizes (requests and prompts per forward batch) and batch durations, the image registry (images,
+decoded bytes, the byte cap, evictions), and, when the segmenter counts them (``Sam3Engine``), backbone runs
+and backbone-feature cache hits / misses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from sam3_agent.server.image_registry import ImageRegistry
 
 ROUTES = ("/v1/images", "/v1/segment", "/v1/info", "/healthz", "/readyz", "/metrics")
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -37,11 +40,22 @@ class _EngineCounters(Collector):
                 yield CounterMetricFamily(name, doc, value=value)
 
 
+class _RegistryCounters(Collector):
+    """Reads ``evictions`` from the image registry at scrape time."""
+
+    def __init__(self, images: ImageRegistry) -> None:
+        self._images = images
+
+    def collect(self) -> Iterator[Metric]:
+        doc = "Registered images evicted to stay within the registry's image count or byte cap."
+        yield CounterMetricFamily("sam3_server_registry_evictions", doc, value=self._images.evictions)
+
+
 class ServerMetrics:
     """The metrics of one app; ``segmenter`` (optional) is read for engine counters at scrape time,
-    ``registered_images`` (optional) is called for the registry size."""
+    ``images`` (optional) for the image registry's size, bytes, cap and evictions."""
 
-    def __init__(self, segmenter: object | None = None, registered_images: Callable[[], int] | None = None) -> None:
+    def __init__(self, segmenter: object | None = None, images: ImageRegistry | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -65,11 +79,24 @@ class ServerMetrics:
         self.batch_seconds = Histogram(
             "sam3_server_batch_seconds", "Time to run one batch.", buckets=_SECONDS, registry=r
         )
-        images = Gauge("sam3_server_registered_images", "Images held by the image registry.", registry=r)
-        if registered_images is not None:
-            images.set_function(lambda: float(registered_images()))
+        if images is not None:
+            self._registry_gauges(images)
         if segmenter is not None:
             r.register(_EngineCounters(segmenter))
+
+    def _registry_gauges(self, images: ImageRegistry) -> None:
+        r = self.registry
+        count = Gauge("sam3_server_registered_images", "Images held by the image registry.", registry=r)
+        count.set_function(lambda: float(len(images)))
+        held = Gauge(
+            "sam3_server_registered_image_bytes", "Decoded bytes of the images the registry holds.", registry=r
+        )
+        held.set_function(lambda: float(images.nbytes))
+        cap = Gauge(
+            "sam3_server_registered_image_bytes_limit", "The registry's cap on decoded image bytes.", registry=r
+        )
+        cap.set(images.max_bytes)
+        r.register(_RegistryCounters(images))
 
     # -- BatchObserver ---------------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ class ServerSettings(BaseModel):
     429 with ``Retry-After``); a request waits at most ``timeout_s`` for its result (then 504); request
     bodies over ``max_body_mb`` are refused (413), as are images over ``max_pixels`` and requests with
     over ``max_prompts`` prompts. ``token``: when set, ``/v1/*`` needs ``Authorization: Bearer <token>``
-    (health, readiness and metrics stay open for probes and scrapers). ``max_images`` registered images
-    are kept, least recently used evicted first, each for at most ``image_ttl_s`` seconds after last use.
+    (health, readiness and metrics stay open for probes and scrapers). Registered images: at most
+    ``max_images`` of them and ``max_image_mb`` of decoded pixels (what they take in memory, not their file
+    size: a few KB of PNG may decode to 200 MB), least recently used evicted first, each kept for at most
+    ``image_ttl_s`` seconds after last use; an image bigger than ``max_image_mb`` alone is refused (400).
     ``drain_timeout_s``: on shutdown, how long queued requests may take to finish.
     """
 
@@ -37,12 +39,18 @@ class ServerSettings(BaseModel):
     max_prompts: int = Field(default=64, ge=1)
     max_images: int = Field(default=256, ge=1)
     image_ttl_s: float = Field(default=3600.0, gt=0.0)
+    max_image_mb: float = Field(default=1024.0, gt=0.0)
     token: str | None = Field(default=None, repr=False)
     drain_timeout_s: float = Field(default=30.0, ge=0.0)
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 2**20)
+
+    @property
+    def max_image_bytes(self) -> int:
+        """The image registry's cap on decoded bytes."""
+        return max(1, int(self.max_image_mb * 2**20))
 
     @classmethod
     def build(cls, *, token_from_env: bool = True, **values: object) -> ServerSettings:

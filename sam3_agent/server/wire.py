@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+from collections.abc import Mapping
 from enum import StrEnum
+from http import HTTPStatus
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,7 +28,8 @@ class ErrorType(StrEnum):
     PROMPT = "prompt_error"  # 422: a prompt does not fit the image, too many prompts
     UNAUTHORIZED = "unauthorized"  # 401
     UNKNOWN_IMAGE = "unknown_image"  # 404: image id never registered, or evicted
-    NOT_FOUND = "not_found"  # 404 / 405: no such route or method
+    NOT_FOUND = "not_found"  # 404: no such route
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405: the route exists, not with this method (see Allow)
     TOO_LARGE = "too_large"  # 413
     UNSUPPORTED_MEDIA = "unsupported_media_type"  # 415
     QUEUE_FULL = "queue_full"  # 429, with Retry-After
@@ -48,8 +52,32 @@ class ApiError(Exception):
 
 
 class ErrorBody(BaseModel):
-    error: str
-    type: ErrorType
+    """Every error answer of the server: a one-line message for people and a kind for programs."""
+
+    error: str = Field(description="what went wrong and what to do about it, one line")
+    type: ErrorType = Field(description="the kind of error, stable across versions")
+
+
+_ERROR_MEANINGS = {
+    400: "malformed JSON, or an image that cannot be read or is too large (`invalid_request`, `image_error`)",
+    401: "missing or wrong bearer token (`unauthorized`)",
+    404: "unknown `image_id`: never registered, expired or evicted; register it again (`unknown_image`)",
+    413: "request body over the server's limit (`too_large`)",
+    415: "content type not accepted (`unsupported_media_type`)",
+    422: "invalid fields, or a prompt that does not fit the image (`invalid_request`, `prompt_error`)",
+    429: "queue full: retry after `Retry-After` seconds (`queue_full`)",
+    501: "this server has no click engine (`not_supported`)",
+    503: "out of memory, shutting down or the model not loaded; retry after `Retry-After` (`out_of_memory`, "
+    "`unavailable`)",
+    504: "no result within the server's timeout (`timeout`)",
+}
+
+
+def error_responses(*codes: int, meanings: Mapping[int, str] | None = None) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for a route's error answers: each code with ``ErrorBody`` and what it means on this
+    route (``meanings``), else on the image routes, else the HTTP reason phrase."""
+    described = {**_ERROR_MEANINGS, **(meanings or {})}
+    return {code: {"model": ErrorBody, "description": described.get(code, HTTPStatus(code).phrase)} for code in codes}
 
 
 class ImageInfo(BaseModel):
@@ -89,8 +117,10 @@ class SegmentRequest(BaseModel):
 
 
 class SegmentResponse(BaseModel):
-    """Per prompt, in prompt order, the instances kept (sorted by score, ids 0..n-1; ``Segmenter.segment``);
-    ``tiling``: the ``SegmentReport`` of a request with ``tile`` other than "never"."""
+    """Per prompt, in prompt order, the instances kept (sorted by score; ``Segmenter.segment``). Ids are 1..N
+    across the whole response, in this order: the first prompt's instances 1..k, the next prompt's k+1.., so
+    no two instances of one response share an id. ``tiling``: the ``SegmentReport`` of a request with
+    ``tile`` other than "never"."""
 
     image_id: str
     width: int
@@ -120,7 +150,7 @@ class SegmentAtRequest(BaseModel):
 
 
 class SegmentAtResponse(BaseModel):
-    """The clicked object (``Clicker.segment_at``) on the image ``image_id``."""
+    """The clicked object (``Clicker.segment_at``, id 1) on the image ``image_id``."""
 
     image_id: str
     width: int
@@ -141,12 +171,57 @@ class ServerInfo(BaseModel):
     query_cap: int | None = Field(default=None, description="SAM 3's object queries per pass (once loaded)")
 
 
+class RegistryUsage(BaseModel):
+    """What the image registry holds now and its bounds (decoded bytes: as the pixels take in memory)."""
+
+    images: int
+    max_images: int
+    bytes: int
+    max_bytes: int
+
+
+class Readiness(BaseModel):
+    """``GET /readyz`` when the server takes requests (else 503 with an ``ErrorBody``)."""
+
+    status: str = "ready"
+    queue_depth: int
+    images: RegistryUsage
+
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_-]*$")
+_PATH_HINTS = re.compile(r"[./\\~]")
+_WHY_NOT = {"a URL": "the server does not fetch URLs", "a file path": "the server cannot read your files"}
+
+
+def _reference_kind(text: str) -> str | None:
+    """Say "a URL" or "a file path" when ``text`` (not a data URL) looks like one rather than base64, else None.
+
+    A URL has a scheme (``://``, which base64 never contains). A file path is short, has no whitespace, and has
+    characters outside the base64 alphabet (``.``, ``\\``, ``~``, ``:``) beside path-like ones; a JPEG's base64
+    starts with ``/9j/`` but holds base64 characters only, so it is data.
+    """
+    if _URL.match(text):
+        return "a URL"
+    if len(text) <= 4096 and not any(c.isspace() for c in text) and not _BASE64_CHARS.match(text):
+        return "a file path" if _PATH_HINTS.search(text) else None
+    return None
+
+
 def decode_base64_image(text: str, max_bytes: int) -> bytes:
     """The bytes of base64 text, with or without a ``data:<type>;base64,`` prefix and whitespace.
 
     Raises:
-        ImageError: not base64, or decoding to more than ``max_bytes``.
+        ImageError: not base64 (saying so when it looks like a URL or a file path, which the server neither
+            fetches nor reads), or decoding to more than ``max_bytes``.
     """
+    kind = None if text.startswith("data:") else _reference_kind(text.strip())
+    if kind is not None:
+        shown = text.strip() if len(text.strip()) <= 80 else text.strip()[:77] + "..."
+        raise ImageError(
+            f"expected base64 image data, got what looks like {kind} ({shown!r}): {_WHY_NOT[kind]}; upload the "
+            "image's bytes (POST /v1/images with Content-Type: image/*) or send them inline as base64 or a data URL"
+        )
     if text.startswith("data:"):
         header, comma, text = text.partition(",")
         if not comma or not header.lower().endswith(";base64"):
