@@ -10,6 +10,11 @@ the click engine needs (``sam3-agent segment IMAGE --point x,y``)::
 
     python tools/make_tiny_checkpoint.py --tracker ./sam3-tiny
 
+With ``--video`` it writes that layout at widths SAM 3's video model runs on, with detection thresholds lowered
+so random weights still start tracks: the video engine's checkpoint (``sam3_agent.video.engine``)::
+
+    python tools/make_tiny_checkpoint.py --video ./sam3-tiny-video
+
 With ``--vlm`` it writes a tiny random vision-language model (Qwen2.5-VL) instead, for ``local:PATH``::
 
     python tools/make_tiny_checkpoint.py --vlm ./vlm-tiny
@@ -32,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         "--tracker", action="store_true", help="also write the SAM 3 tracker (point / box clicks), as facebook/sam3"
     )
     parser.add_argument(
+        "--video", action="store_true", help="the full layout sized for the video model (tracking through clips)"
+    )
+    parser.add_argument(
         "--vlm", action="store_true", help="write a tiny random vision-language model (for --llm-model local:DIR)"
     )
     args = parser.parse_args(argv)
     if args.vlm:
-        if args.image_size is not None or args.tracker:
-            parser.error("--image-size and --tracker apply to SAM 3 checkpoints, not to --vlm")
+        if args.image_size is not None or args.tracker or args.video:
+            parser.error("--image-size, --tracker and --video apply to SAM 3 checkpoints, not to --vlm")
         return _write_vlm(args.out_dir, args.seed)
 
     from sam3_agent.engine.tiny import make_tiny_checkpoint
@@ -45,12 +53,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         path = make_tiny_checkpoint(
-            args.out_dir, seed=args.seed, image_size=args.image_size, size=args.size, tracker=args.tracker
+            args.out_dir,
+            seed=args.seed,
+            image_size=args.image_size,
+            size=args.size,
+            tracker=args.tracker,
+            video=args.video,
         )
     except Sam3AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     what = "SAM 3 checkpoint (detector + tracker)" if args.tracker else "SAM 3 checkpoint"
+    what = "SAM 3 video checkpoint (detector + tracker)" if args.video else what
     print(f"Wrote a {args.size} {what} with RANDOM weights to {path}: its masks and scores are random.")
     print(f"Use it with --checkpoint {path} or SAM3_CHECKPOINT={path}.")
     return 0

@@ -9,6 +9,13 @@ real ``facebook/sam3`` directory (model type ``sam3_video``: detector, tracker a
 ``sam3_agent.engine.tiny_tracker``), which also loads as ``Sam3TrackerModel`` + ``Sam3TrackerProcessor``: the
 click engine's path (``sam3_agent.engine.clicks``).
 
+With ``video=True`` it is that layout sized so ``Sam3VideoModel`` can also track through clips (the video
+engine, ``sam3_agent.video.engine``): transformers 5.24's video memory attention takes 64-channel memories
+(``kv_in_dim=64`` is fixed in ``Sam3TrackerVideoMemoryAttentionLayer``) and splits each object pointer into
+64-wide tokens, so the tracker's width must be a multiple of 64 above 64 (128 here) and its memory 64 wide.
+Its detection thresholds are lowered (random scores sit near 0.25) and its tracker's object score raised, so
+that random weights still start tracks and follow them.
+
 Sizes:
 
 * ``"tiny"``: 224x224 input, two-layer 32-wide towers, 20 queries; about 300 K parameters (1 MB), a
@@ -168,7 +175,13 @@ def _config(dims: _Dims, vocab_size: int, bos: int, eos: int) -> Sam3Config:
 
 
 def make_tiny_checkpoint(
-    out_dir: str | Path, *, seed: int = 0, image_size: int | None = None, size: Size = "tiny", tracker: bool = False
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    image_size: int | None = None,
+    size: Size = "tiny",
+    tracker: bool = False,
+    video: bool = False,
 ) -> Path:
     """Write a randomly initialised SAM 3 checkpoint directory and return its path.
 
@@ -180,6 +193,8 @@ def make_tiny_checkpoint(
         size: "tiny" (unit tests) or "mid" (benchmarks); see the module docstring.
         tracker: also write the SAM 3 tracker (points / boxes -> one mask), in the real checkpoint's
             ``sam3_video`` layout; the detector alone when False.
+        video: the full layout (as ``tracker``) at widths ``Sam3VideoModel`` can run on clips; see the module
+            docstring. Implies ``tracker``.
 
     Raises:
         ConfigError: unknown size or an image size that is not a positive multiple of 14.
@@ -191,6 +206,8 @@ def make_tiny_checkpoint(
         if image_size <= 0 or image_size % 14:
             raise ConfigError(f"image_size must be a positive multiple of 14 (the patch size), got {image_size}")
         dims = _Dims(**{**dims.__dict__, "image_size": image_size})
+    if video:
+        dims = _Dims(**{**dims.__dict__, "hidden": max(dims.hidden, _VIDEO_HIDDEN)})
     vocab, merges = _bpe_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
     config = _config(dims, len(vocab), bos=vocab["<|startoftext|>"], eos=vocab["<|endoftext|>"])
@@ -200,6 +217,9 @@ def make_tiny_checkpoint(
         mask_size={"height": mask_side, "width": mask_side},
     )
     out = Path(out_dir)
+    if video:
+        _save_video_checkpoint(out, config, dims, image_processor, tokenizer, seed)
+        return out
     if tracker:
         from sam3_agent.engine.tiny_tracker import save_full_checkpoint
 
@@ -213,3 +233,61 @@ def make_tiny_checkpoint(
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+_VIDEO_HIDDEN = 128  # the smallest tracker width transformers' video memory takes (see the module docstring)
+_VIDEO_SETTINGS = {  # Sam3VideoConfig fields of the tiny video checkpoint (defaults in transformers' comments)
+    "score_threshold_detection": 0.2,  # 0.5: random detections score about 0.25
+    "new_det_thresh": 0.2,  # 0.7
+    "det_nms_thresh": 0.0,  # 0.1; off: every random query passes, and transformers' mask NMS is (Q, Q, h*w) in memory
+    "max_num_objects": 4,  # 10000: a few random tracks keep tests fast
+    "hotstart_delay": 4,  # 15: outputs are held back this many frames; short clips still stream
+    "hotstart_unmatch_thresh": 2,  # 8 (must be <= hotstart_delay)
+    "hotstart_dup_thresh": 2,  # 8
+    "recondition_every_nth_frame": 8,  # 16: short clips still recondition
+}
+
+
+def _save_video_checkpoint(
+    out: Path,
+    detector: Sam3Config,
+    dims: _Dims,
+    image_processor: Sam3ImageProcessor,
+    tokenizer: CLIPTokenizer,
+    seed: int,
+) -> None:
+    """Write a random ``Sam3VideoModel`` (detector + tracker with a 64-wide video memory) and its processor."""
+    from safetensors.torch import save_file
+    from transformers import Sam3VideoConfig, Sam3VideoModel
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+    from transformers.models.sam3_video.processing_sam3_video import Sam3VideoProcessor
+
+    from sam3_agent.engine.tiny_tracker import tracker_config
+
+    tracker = tracker_config(dims.image_size, dims.hidden, dims.heads)
+    tracker["memory_encoder_output_channels"] = 64
+    tracker["vision_config"] = detector.vision_config.to_dict()
+    config = Sam3VideoConfig(
+        detector_config=detector.to_dict(),
+        tracker_config=tracker,
+        low_res_mask_size=4 * (dims.image_size // 14),
+        **_VIDEO_SETTINGS,
+    )
+    config.architectures = ["Sam3VideoModel"]
+    torch.manual_seed(seed)
+    model = Sam3VideoModel(config).eval()
+    with torch.no_grad():  # random object scores sit at 0.5, where SAM 2's tracker drops the mask: say "still there"
+        model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(2.0)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out)
+    # Not model.save_pretrained: in transformers 5.24 it writes tracker_model.tracker_model.* keys (see tiny_tracker).
+    weights = {name: tensor.detach().contiguous().clone() for name, tensor in model.state_dict().items()}
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    video_processor = Sam2VideoVideoProcessor(
+        image_mean=list(image_processor.image_mean),
+        image_std=list(image_processor.image_std),
+        size={"height": dims.image_size, "width": dims.image_size},
+    )
+    Sam3VideoProcessor(
+        image_processor=image_processor, video_processor=video_processor, tokenizer=tokenizer
+    ).save_pretrained(out)

@@ -24,7 +24,7 @@ from sam3_agent.video.tracks import SampledFrame, VideoInfo
 DEFAULT_MAX_FRAME_PIXELS = 4096 * 2160
 """Frames larger than 4K UHD are refused: SAM 3 sees 1008x1008 anyway, and each decoded frame costs w*h*3 bytes."""
 _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe_still"}
-_IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpeg2000", "qoi"}
+_IMAGE_CODECS = {"png", "mjpeg", "bmp", "tiff", "webp", "jpeg2000", "qoi", "gif"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class Clip:
                 return
             if verdict:
                 yield sampled, image
+                if chosen.full:  # stop without decoding one more frame
+                    return
 
     def frame(self, index: int) -> Image.Image:
         """One frame by index (decodes from the start up to it).
@@ -124,6 +126,10 @@ class _Chooser:
         self.selection = selection
         self.in_range = 0
         self.taken = 0
+
+    @property
+    def full(self) -> bool:
+        return self.taken >= self.selection.max_frames
 
     def take(self, frame: SampledFrame) -> bool | None:
         s = self.selection
@@ -183,6 +189,8 @@ def _probe(path: Path, max_frame_pixels: int) -> VideoInfo:
             if not container.streams.video:
                 raise VideoError(f"{path.name} has no video stream (format {container.format.name})")
             stream = container.streams.video[0]
+            if stream.codec_context is None:
+                raise VideoError(f"{path.name}: its video codec is not supported (this FFmpeg build has no decoder)")
             info = _info(container, stream)
             if info.codec in _IMAGE_CODECS and (info.frame_count or 0) <= 1:
                 raise VideoError(f"{path.name} is an image, not a video: use `segment` or `ask` for images")
