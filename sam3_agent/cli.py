@@ -387,7 +387,7 @@ def segment(
     except Sam3AgentError as exc:
         raise _fail(exc) from None
     instances = [inst for group in per_prompt for inst in group]
-    instances = [inst.model_copy(update={"id": i}) for i, inst in enumerate(instances)]
+    instances = [inst.model_copy(update={"id": i}) for i, inst in enumerate(instances, start=1)]
     record = SegmentationRecord(
         image=image, image_size=(pil.height, pil.width), prompts=prompts, instances=instances, tiling=report
     )

@@ -52,7 +52,7 @@ def test_segment_writes_overlay_and_json(tiny_checkpoint: Path, photo: Path, tmp
     assert [p["text"] for p in record["prompts"]] == ["cup", "red hat"]
     instances = record["instances"]
     assert instances, "score threshold 0 keeps every non-empty mask"
-    assert [inst["id"] for inst in instances] == list(range(len(instances)))
+    assert [inst["id"] for inst in instances] == list(range(1, len(instances) + 1))
     assert {inst["phrase"] for inst in instances} <= {"cup", "red hat"}
     mask = rle_decode(Rle(**instances[0]["rle"]))
     assert mask.shape == (90, 160) and mask.sum() == instances[0]["area"]

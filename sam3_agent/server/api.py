@@ -30,6 +30,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -51,6 +52,8 @@ from sam3_agent.server.jobs import SegmentJob, run_jobs
 from sam3_agent.server.metrics import ServerMetrics
 from sam3_agent.server.settings import ServerSettings
 from sam3_agent.server.tiled import query_cap_of, segment_tiled
+from sam3_agent.server.video import video_routes
+from sam3_agent.server.video_jobs import TrackJobs, VideoStore
 from sam3_agent.server.wire import (
     ApiError,
     ErrorType,
@@ -63,6 +66,9 @@ from sam3_agent.server.wire import (
     decode_base64_image,
     error_responses,
 )
+
+if TYPE_CHECKING:
+    from sam3_agent.video.protocol import VideoTracker
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +123,11 @@ class ServerState:
 
 
 def create_app(
-    target: Segmenter | Dispatcher, settings: ServerSettings | None = None, *, clicker: Clicker | None = None
+    target: Segmenter | Dispatcher,
+    settings: ServerSettings | None = None,
+    *,
+    clicker: Clicker | None = None,
+    tracker: VideoTracker | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``target``.
 
@@ -127,6 +137,8 @@ def create_app(
         settings: batching, limits and auth; None means ``ServerSettings()`` (no token).
         clicker: the click engine of ``/v1/segment_at``; None: ``clicker_for(target)`` (SAM 3's tracker sharing
             a ``Sam3Engine``'s backbone, when its checkpoint has the tracker), else the route answers 501.
+        tracker: SAM 3's video model for ``/v1/videos`` and ``/v1/jobs`` (``sam3_agent.server.video``); None:
+            those routes answer 501.
     """
     is_dispatcher = isinstance(target, Dispatcher) and not isinstance(target, Segmenter)
     if not is_dispatcher and not isinstance(target, Segmenter):
@@ -146,6 +158,8 @@ def create_app(
             observer=metrics,
         )
     state = ServerState(target, dispatcher, registry, settings, metrics)
+    videos = VideoStore(settings.max_videos, settings.image_ttl_s)
+    track_jobs = None if tracker is None else TrackJobs(tracker)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -159,6 +173,9 @@ def create_app(
             await dispatcher.close(settings.drain_timeout_s)
             if loading is not None and not loading.done():
                 loading.cancel()
+            if track_jobs is not None:
+                track_jobs.close()
+            videos.close()
 
     app = FastAPI(
         title="sam3-agent segmentation server",
@@ -167,10 +184,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.sam3 = state
-    app.add_middleware(RequestGuard, token=settings.token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestGuard,
+        token=settings.token,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        path_limits={"/v1/videos": settings.max_video_bytes},
+    )
     install_error_handlers(app, metrics)
     app.include_router(_v1_routes(state))
     app.include_router(click_routes(state, clicker if clicker is not None else clicker_for(target)))
+    app.include_router(video_routes(state, track_jobs, videos))
     app.include_router(_ops_routes(state))
     return app
 

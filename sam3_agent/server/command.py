@@ -6,12 +6,15 @@ Registered in ``sam3_agent.cli``; fastapi, uvicorn, torch and ray are imported i
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from sam3_agent.server.settings import TOKEN_ENV, ServerSettings
+
+if TYPE_CHECKING:
+    from sam3_agent.video.protocol import LazyTracker, VideoTracker
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -40,6 +43,9 @@ def serve(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a request may wait for its result (504).")] = 60.0,
     max_body_mb: Annotated[float, typer.Option(min=0.01, help="Largest request body (MB); larger get 413.")] = 32.0,
     max_images: Annotated[int, typer.Option(min=1, help="Registered images kept (least recently used go).")] = 256,
+    max_video_mb: Annotated[
+        float, typer.Option(min=0.1, help="Refuse video uploads (POST /v1/videos) larger than this (MB).")
+    ] = 256.0,
     max_image_mb: Annotated[
         float, typer.Option(min=0.01, help="Decoded pixels (MB) registered images may hold (least recently used go).")
     ] = 1024.0,
@@ -67,6 +73,7 @@ def serve(
             max_body_mb=max_body_mb,
             max_images=max_images,
             max_image_mb=max_image_mb,
+            max_video_mb=max_video_mb,
             token_from_env=False,  # typer already read the environment variable
         )
         if host not in ("127.0.0.1", "localhost", "::1") and settings.token is None:
@@ -103,17 +110,31 @@ def _serve_local(
         clicker = clicker_for(engine)  # /v1/segment_at: SAM 3's tracker on the engine's backbone
         if isinstance(clicker, ClickEngine):
             clicker.load()
+    tracker = _video_tracker(checkpoint, device, dtype)
     clicks = "clicks on" if clicker is not None else "no clicks (a detector-only checkpoint)"
+    clicks += ", video (its model loads on the first job)"
     _err.print(
         f"SAM 3 on {engine.device} ({str(engine.dtype).removeprefix('torch.')}), {clicks}; serving http://{host}:{port}"
     )
     serve_forever(
-        create_app(engine, settings, clicker=clicker),
+        create_app(engine, settings, clicker=clicker, tracker=tracker),
         host=host,
         port=port,
         graceful_timeout=settings.drain_timeout_s,
         log_level=log_level,
     )
+
+
+def _video_tracker(checkpoint: str | None, device: str | None, dtype: str | None) -> LazyTracker:
+    """SAM 3's video model for /v1/videos, loaded on the first tracking job, not at start."""
+    from sam3_agent.video.protocol import LazyTracker
+
+    def load() -> VideoTracker:
+        from sam3_agent.video.engine import Sam3VideoEngine
+
+        return Sam3VideoEngine.load(checkpoint, device=device, dtype=dtype)
+
+    return LazyTracker(load)
 
 
 def _serve_ray(

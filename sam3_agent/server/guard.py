@@ -139,11 +139,20 @@ class RequestGuard:
     - every answer is recorded in ``metrics`` (route, status, latency).
     """
 
-    def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        metrics: ServerMetrics,
+        path_limits: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.path_limits = path_limits or {}  # routes taking bigger bodies (video uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,7 +195,7 @@ class RequestGuard:
 
     async def _buffer_body(self, scope: Scope, receive: Receive) -> tuple[ApiError | None, Receive]:
         """Read the whole body (refusing it past the limit) and return a ``receive`` that replays it."""
-        limit = self.max_body_bytes
+        limit = self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
         too_large = ApiError(
             413, ErrorType.TOO_LARGE, f"the request body is over the server's limit of {limit:,} bytes"
         )

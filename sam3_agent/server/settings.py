@@ -25,6 +25,8 @@ class ServerSettings(BaseModel):
     ``max_images`` of them and ``max_image_mb`` of decoded pixels (what they take in memory, not their file
     size: a few KB of PNG may decode to 200 MB), least recently used evicted first, each kept for at most
     ``image_ttl_s`` seconds after last use; an image bigger than ``max_image_mb`` alone is refused (400).
+    Video: uploads (``POST /v1/videos``) up to ``max_video_mb``, at most ``max_videos`` clips kept (least
+    recently used dropped first, after ``image_ttl_s`` too).
     ``drain_timeout_s``: on shutdown, how long queued requests may take to finish.
     """
 
@@ -40,12 +42,19 @@ class ServerSettings(BaseModel):
     max_images: int = Field(default=256, ge=1)
     image_ttl_s: float = Field(default=3600.0, gt=0.0)
     max_image_mb: float = Field(default=1024.0, gt=0.0)
+    max_video_mb: float = Field(default=256.0, gt=0.0)
+    max_videos: int = Field(default=16, ge=1)
     token: str | None = Field(default=None, repr=False)
     drain_timeout_s: float = Field(default=30.0, ge=0.0)
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 2**20)
+
+    @property
+    def max_video_bytes(self) -> int:
+        """The body limit of ``POST /v1/videos`` (a clip is bigger than an image request)."""
+        return int(self.max_video_mb * 2**20)
 
     @property
     def max_image_bytes(self) -> int:

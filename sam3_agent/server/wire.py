@@ -37,7 +37,11 @@ class ErrorType(StrEnum):
     OUT_OF_MEMORY = "out_of_memory"  # 503, with Retry-After
     UNAVAILABLE = "unavailable"  # 503: shutting down, model not loaded
     INTERNAL = "internal"  # 500
-    NOT_SUPPORTED = "not_supported"  # 501: not on this server (clicks without the SAM 3 tracker)
+    NOT_SUPPORTED = "not_supported"  # 501: not on this server (clicks without the SAM 3 tracker, no video model)
+    VIDEO = "video_error"  # 400: not a video, corrupt, no decodable frame, frames too large
+    UNKNOWN_VIDEO = "unknown_video"  # 404: video id never uploaded, or expired
+    UNKNOWN_JOB = "unknown_job"  # 404: job id never started, or expired
+    JOB_NOT_DONE = "job_not_done"  # 409: the job's result is asked for before it is done
 
 
 class ApiError(Exception):
