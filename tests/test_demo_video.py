@@ -86,7 +86,11 @@ def test_loaded_once_and_options_pass_through(client: Client, served, tmp_path: 
 
 @pytest.mark.parametrize(
     ("phrases", "stride", "message"),
-    [("", 1, "type the noun phrases to track"), ("red", 0, "less than minimum value 1"), ("x" * 130, 1, "120 characters")],
+    [
+        ("", 1, "type the noun phrases to track"),
+        ("red", 0, "less than minimum value 1"),
+        ("x" * 130, 1, "120 characters"),
+    ],
 )
 def test_bad_input_is_an_app_error(client: Client, tmp_path: Path, phrases: str, stride: int, message: str) -> None:
     clip = write_mp4(tmp_path / "squares.mp4")

@@ -135,7 +135,7 @@ async def test_stdio_session_clicks_with_the_tiny_tracker(
             names = sorted(t.name for t in (await session.list_tools()).tools)
             arguments = {"image": "scene.png", "points": [[100, 60]], "box": [60, 20, 140, 100], "mask_threshold": 0}
             text, overlay, parsed = unpack(await session.call_tool("sam3_segment_at", arguments))
-    assert names == ["sam3_ask", "sam3_count", "sam3_segment", "sam3_segment_at"]
+    assert names == ["sam3_ask", "sam3_ask_video", "sam3_count", "sam3_segment", "sam3_segment_at", "sam3_track_video"]
     (inst,) = parsed.instances  # mask threshold 0: every pixel, whatever the random weights
     assert inst.area == 200 * 120 and inst.mask.shape == (120, 200) and overlay.size == (200, 120)
     assert "clicked object (1 positive point, a box)" in text

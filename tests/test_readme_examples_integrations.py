@@ -36,6 +36,9 @@ from sam3_agent.testing.turns import text_turn, tool_call_turn
 REPO = Path(__file__).resolve().parents[1]
 HEADING = "## Use it as a tool in other agents"
 SOURCES = (REPO / "README.md", REPO / ".notes" / "readme_integrations.md")
+IMAGE_TOOLS = ["sam3_segment", "sam3_count", "sam3_ask"]
+# `sam3-agent mcp` with SAM 3 in its process also serves the video tools (the video model loads on the first clip)
+VIDEO_TOOLS = ["sam3_track_video", "sam3_ask_video"]
 
 
 def section() -> str:
@@ -166,7 +169,7 @@ def test_mcp_shell_commands(served: list[dict[str, Any]]) -> None:
         result = CliRunner().invoke(app, argv[1:])
         assert result.exit_code == 0, result.output
     stdio, http = served
-    assert stdio["transport"] == "stdio" and stdio["tools"] == ["sam3_segment", "sam3_count", "sam3_ask"]
+    assert stdio["transport"] == "stdio" and stdio["tools"] == [*IMAGE_TOOLS, *VIDEO_TOOLS]
     assert (http["transport"], http["host"], http["port"], http["path"]) == ("http", "127.0.0.1", 8000, "/mcp")
 
 
@@ -181,7 +184,7 @@ def test_mcp_client_configuration(
     result = CliRunner().invoke(app, [places.get(arg, arg) for arg in entry["args"]])
     assert result.exit_code == 0, result.output
     (config,) = served
-    assert config["transport"] == "stdio" and config["tools"] == ["sam3_segment", "sam3_count", "sam3_ask"]
+    assert config["transport"] == "stdio" and config["tools"] == [*IMAGE_TOOLS, *VIDEO_TOOLS]
 
 
 def test_mcp_python_client_example(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +32,7 @@ from sam3_agent.agent.loop import (
     StepOutcome,
     asks_for_count,
     check_query,
+    run_tool_call,
 )
 from sam3_agent.agent.messages import (
     ChatModel,
@@ -44,7 +44,7 @@ from sam3_agent.agent.messages import (
     UserMessage,
 )
 from sam3_agent.agent.system_prompt import load_prompt
-from sam3_agent.agent.tools import Shown, Tool, Verdict, execute
+from sam3_agent.agent.tools import Shown, Tool, Verdict
 from sam3_agent.errors import ConfigError, VideoError
 from sam3_agent.schema import AnswerStatus, TraceStep
 from sam3_agent.video.frames import Clip
@@ -179,20 +179,7 @@ class ClipAgent:
             return RunAgain()
         shown: list[Shown] = []
         for call in reply.tool_calls:
-            started = time.perf_counter()
-            arguments, result = execute(self.tools, call, state.context)  # type: ignore[arg-type]
-            step = TraceStep(
-                index=len(state.trace),
-                tool=call.name,
-                arguments=arguments,
-                summary=result.text,
-                ok=result.ok,
-                seconds=time.perf_counter() - started,
-                instance_ids=result.instance_ids,
-            )
-            state.trace.append(step)
-            if on_step is not None:
-                on_step(step)
+            result = run_tool_call(self.tools, call, state.context, state.trace, on_step)
             message = ToolMessage(
                 tool_call_id=call.id,
                 name=call.name,

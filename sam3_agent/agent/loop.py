@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -36,7 +36,7 @@ from sam3_agent.agent.messages import (
 from sam3_agent.agent.store import MaskStore
 from sam3_agent.agent.system_prompt import load_prompt
 from sam3_agent.agent.toolbox import default_tools
-from sam3_agent.agent.tools import Shown, Tool, ToolContext, Verdict, execute
+from sam3_agent.agent.tools import Shown, Tool, ToolContext, ToolResult, Verdict, execute
 from sam3_agent.engine.protocol import Clicker, Segmenter
 from sam3_agent.errors import ConfigError, ImageError, PromptError
 from sam3_agent.schema import Answer, AnswerStatus, Instance, Thresholds, TraceStep
@@ -243,20 +243,7 @@ class Sam3Agent:
             return RunAgain()
         shown: list[Shown] = []
         for call in reply.tool_calls:
-            started = time.perf_counter()
-            arguments, result = execute(self.tools, call, state.context)
-            step = TraceStep(
-                index=len(state.trace),
-                tool=call.name,
-                arguments=arguments,
-                summary=result.text,
-                ok=result.ok,
-                seconds=time.perf_counter() - started,
-                instance_ids=result.instance_ids,
-            )
-            state.trace.append(step)
-            if on_step is not None:
-                on_step(step)
+            result = run_tool_call(self.tools, call, state.context, state.trace, on_step)
             state.messages.append(
                 ToolMessage(
                     tool_call_id=call.id,
@@ -313,3 +300,24 @@ def _image_part(image: Image.Image, caption: str) -> ImagePart:
 def _image_parts(shown: Sequence[Shown]) -> tuple[ContentPart, ...]:
     # The caption travels with each ImagePart (clients send it as text before the image, and pruning uses it).
     return tuple(_image_part(item.image, item.caption) for item in shown)
+
+
+def run_tool_call(
+    tools: Sequence[Any], call: Any, context: Any, trace: list[TraceStep], on_step: Callable[[TraceStep], None] | None
+) -> ToolResult:
+    """Run one tool call of the model's, record it as the next step of ``trace`` (told to ``on_step``)."""
+    started = time.perf_counter()
+    arguments, result = execute(tools, call, context)
+    step = TraceStep(
+        index=len(trace),
+        tool=call.name,
+        arguments=arguments,
+        summary=result.text,
+        ok=result.ok,
+        seconds=time.perf_counter() - started,
+        instance_ids=result.instance_ids,
+    )
+    trace.append(step)
+    if on_step is not None:
+        on_step(step)
+    return result

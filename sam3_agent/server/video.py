@@ -158,12 +158,12 @@ def video_routes(state: ServerState, jobs: TrackJobs | None, videos: VideoStore)
             raise ApiError(429, ErrorType.QUEUE_FULL, str(exc), {"Retry-After": "10"}) from None
         return JSONResponse(job.describe(), status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"})
 
-    @router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(*auth, 404, 501))
+    @router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(*auth, 404, 422, 501))
     async def job_status(job_id: str) -> dict[str, Any]:
         """A tracking job's status and progress."""
         return _job(need_jobs(), job_id).describe()
 
-    @router.delete("/jobs/{job_id}", response_model=JobOut, responses=error_responses(*auth, 404, 501))
+    @router.delete("/jobs/{job_id}", response_model=JobOut, responses=error_responses(*auth, 404, 422, 501))
     async def cancel_job(job_id: str) -> dict[str, Any]:
         """Cancel a queued or running job (a running one stops before its next frame)."""
         runner = need_jobs()
@@ -172,7 +172,7 @@ def video_routes(state: ServerState, jobs: TrackJobs | None, videos: VideoStore)
         except UnknownId as exc:
             raise ApiError(404, ErrorType.UNKNOWN_JOB, str(exc)) from None
 
-    @router.get("/jobs/{job_id}/result", responses=error_responses(*auth, 404, 409, 501))
+    @router.get("/jobs/{job_id}/result", responses=error_responses(*auth, 404, 409, 422, 501))
     async def job_result(job_id: str) -> dict[str, Any]:
         """The tracks of a finished job: the track table and every sampled frame's objects (COCO RLE)."""
         job = _job(need_jobs(), job_id)
