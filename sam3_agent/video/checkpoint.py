@@ -10,7 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sam3_agent.engine.checkpoint import HOW_TO_GET_WEIGHTS, _model_type, looks_like_path, resolve_checkpoint
+from sam3_agent.engine.checkpoint import (
+    HOW_TO_GET_WEIGHTS,
+    _model_type,
+    looks_like_path,
+    report_weight_bars,
+    resolve_checkpoint,
+)
 from sam3_agent.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -49,8 +55,9 @@ def load_sam3_video(
         model_type = _model_type(Path(source)) if is_local else AutoConfig.from_pretrained(source).model_type
         if model_type != VIDEO_MODEL_TYPE:
             raise CheckpointError(f"SAM 3 checkpoint {spec!r} is of model type {model_type!r}: {VIDEO_MISSING}.")
-        model = Sam3VideoModel.from_pretrained(source, dtype=dtype or torch.float32)
-        processor = Sam3VideoProcessor.from_pretrained(source)
+        with report_weight_bars():  # transformers' "Loading weights" bar goes to our display, not stderr
+            model = Sam3VideoModel.from_pretrained(source, dtype=dtype or torch.float32)
+            processor = Sam3VideoProcessor.from_pretrained(source)
     except CheckpointError:
         raise
     except Exception as exc:  # transformers / huggingface_hub raise many types (OSError, HTTP, gated, offline)
