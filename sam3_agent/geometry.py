@@ -21,9 +21,7 @@ import numpy as np
 from sam3_agent.masks import IntBox, mask_crop
 from sam3_agent.schema import Instance
 
-Relation = Literal[
-    "left_of", "right_of", "above", "below", "on", "under", "inside", "contains", "overlaps", "next_to"
-]
+Relation = Literal["left_of", "right_of", "above", "below", "on", "under", "inside", "contains", "overlaps", "next_to"]
 Ordering = Literal["leftmost", "rightmost", "topmost", "bottommost", "largest", "smallest", "highest_score"]
 RELATIONS: tuple[str, ...] = get_args(Relation)
 ORDERINGS: tuple[str, ...] = get_args(Ordering)
@@ -191,9 +189,7 @@ def filter_by_relation(
     if relation not in RELATIONS:
         raise ValueError(f"unknown relation {relation!r}: expected one of {', '.join(RELATIONS)}")
     rule = {"side_fraction": side_fraction, "inside_fraction": inside_fraction}
-    return [
-        s for s in subjects if negate != any(not _same(s, a) and holds(s, relation, a, **rule) for a in anchors)
-    ]
+    return [s for s in subjects if negate != any(not _same(s, a) and holds(s, relation, a, **rule) for a in anchors)]
 
 
 def between(subjects: Sequence[Instance], first: Sequence[Instance], second: Sequence[Instance]) -> list[Instance]:

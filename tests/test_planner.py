@@ -106,9 +106,20 @@ def test_grammar_says_why_it_cannot_read_a_query(query: str, says: str) -> None:
 
 @pytest.mark.parametrize(
     ("word", "other"),
-    [("cup", "cups"), ("box", "boxes"), ("berry", "berries"), ("knife", "knives"), ("person", "people"),
-     ("glass", "glasses"), ("toy", "toys"), ("bus", "buses"), ("tomato", "tomatoes"), ("vase", "vases"),
-     ("house", "houses"), ("lens", "lenses")],
+    [
+        ("cup", "cups"),
+        ("box", "boxes"),
+        ("berry", "berries"),
+        ("knife", "knives"),
+        ("person", "people"),
+        ("glass", "glasses"),
+        ("toy", "toys"),
+        ("bus", "buses"),
+        ("tomato", "tomatoes"),
+        ("vase", "vases"),
+        ("house", "houses"),
+        ("lens", "lenses"),
+    ],
 )
 def test_inflection_round_trips(word: str, other: str) -> None:
     assert plural(word) == other and singular(other) == word
@@ -151,7 +162,12 @@ def test_counting_a_relation_merges_duplicates() -> None:
     (cup,) = answer.instances
     assert cup.rle.counts == SceneSegmenter(DESK).segment(DESK.image(), [_prompt("cup")])[0][0].rle.counts
     assert [s.tool for s in answer.trace] == [
-        "segment_phrases", "count_masks", "segment_phrases", "spatial_filter", "count_masks", "final_answer"
+        "segment_phrases",
+        "count_masks",
+        "segment_phrases",
+        "spatial_filter",
+        "count_masks",
+        "final_answer",
     ]
     assert "I count 1 cup left of the laptop (#" in answer.text
 
@@ -267,7 +283,8 @@ def _coloured(query: str, **segmenter: object):
 def test_except_takes_the_same_objects_out_of_a_set_of_ids() -> None:
     answer, seg = _coloured("all the cups except the red ones", duplicates={"red cup": 1})
     assert answer.status == "answered" and [i.box for i in answer.instances] == [
-        (80.0, 20.0, 110.0, 50.0), (200.0, 20.0, 230.0, 50.0)
+        (80.0, 20.0, 110.0, 50.0),
+        (200.0, 20.0, 230.0, 50.0),
     ]
     assert [p.text for p in seg.prompts_seen] == ["cups", "red cups"]
     (combine,) = [s for s in answer.trace if s.tool == "combine_masks"]
@@ -296,7 +313,11 @@ def test_the_part_not_covered_is_one_new_mask_equal_to_numpy() -> None:
     assert part.rle == rle_encode(truth) and part.area == int(truth.sum()) and part.phrase == "table minus cloths"
     assert part.box == (20.0, 120.0, 280.0, 170.0) and part.score == 0.9
     assert [s.tool for s in answer.trace] == [
-        "segment_phrases", "segment_phrases", "count_masks", "combine_masks", "final_answer"
+        "segment_phrases",
+        "segment_phrases",
+        "count_masks",
+        "combine_masks",
+        "final_answer",
     ]
     assert f"#{part.id} = #1 minus (#2 + #3)" in answer.text
 

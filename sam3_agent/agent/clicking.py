@@ -30,7 +30,6 @@ DESCRIPTION = (
 )
 
 
-
 class SegmentAtArgs(ToolArgs):
     points: list[PointArg] = Field(default=[], max_length=16, description="points [x, y] on the object, pixels")
     negative_points: list[PointArg] = Field(

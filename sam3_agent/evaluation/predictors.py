@@ -151,11 +151,11 @@ class AgentPredictor:
 class PredictorSpec(BaseModel):
     """A picklable recipe for a predictor, built once per worker (``build()`` loads the engine).
 
-    ``engine`` "sam3": ``Sam3Engine(checkpoint, device=, dtype=)``, or with ``server`` a ``RemoteSegmenter``
-    talking to that segmentation server (bearer ``server_token``; None: $SAM3_AGENT_SERVER_TOKEN in the
-    worker); "scenes": the exact segmenter of a synthetic set written by ``sam3_agent.evaluation.synthetic``
-    (folder ``scenes``), to check the harness. ``kind`` "agent" plans with the ``llm`` settings' chat model, or
-with the built-in planner when there are none.
+        ``engine`` "sam3": ``Sam3Engine(checkpoint, device=, dtype=)``, or with ``server`` a ``RemoteSegmenter``
+        talking to that segmentation server (bearer ``server_token``; None: $SAM3_AGENT_SERVER_TOKEN in the
+        worker); "scenes": the exact segmenter of a synthetic set written by ``sam3_agent.evaluation.synthetic``
+        (folder ``scenes``), to check the harness. ``kind`` "agent" plans with the ``llm`` settings' chat model, or
+    with the built-in planner when there are none.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -320,4 +320,3 @@ def _words(target: Related | Between) -> str:
     subject = target.subject.text
     text = target.text
     return text[len(subject) :].strip() if text.startswith(subject) else text
-

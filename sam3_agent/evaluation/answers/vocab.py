@@ -101,7 +101,6 @@ COLORS: dict[str, Color] = {
 ATTRIBUTE_NOUNS = ("cup", "ball", "book", "bag", "hat", "vase")
 
 
-
 def article(phrase: str) -> str:
     """ "a cup", "an apple"."""
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
