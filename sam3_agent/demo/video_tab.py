@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sam3_agent.demo import formatting as fmt
 from sam3_agent.demo.api import app_error
 from sam3_agent.errors import ConfigError, PromptError, VideoError
-from sam3_agent.video.protocol import DEFAULT_MAX_FRAMES, FrameSelection, TrackOptions, VideoTracker
+from sam3_agent.video.protocol import DEFAULT_MAX_FRAMES, FrameSelection, LazyTracker, TrackOptions, VideoTracker
 
 KEEP_RUNS = 16
 TABLE_HEADERS = ["track", "phrase", "first (s)", "last (s)", "duration (s)", "frames", "best score"]
@@ -32,18 +32,10 @@ class VideoRuns:
     """Tracks clips for the demo: the shared tracker, loaded once, and the run folders it writes."""
 
     def __init__(self, tracker: TrackerSource, *, score: float = 0.5) -> None:
-        self._source = tracker
-        self._tracker: VideoTracker | None = tracker if isinstance(tracker, VideoTracker) else None
+        self.tracker: VideoTracker = tracker if isinstance(tracker, VideoTracker) else LazyTracker(tracker)
         self._lock = threading.Lock()
         self._runs: deque[Path] = deque()
         self.score = score
-
-    def tracker(self) -> VideoTracker:
-        with self._lock:
-            if self._tracker is None:
-                assert callable(self._source)
-                self._tracker = self._source()
-            return self._tracker
 
     def new_folder(self) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="sam3-video-"))
@@ -68,7 +60,7 @@ class VideoRuns:
         clip = Clip.open(video)
         if not clip.plan(options.frames):
             raise VideoError(f"no frame of {clip.name!r} is in the chosen range")
-        tracks = self.tracker().track(clip, names, options, progress=progress)
+        tracks = self.tracker.track(clip, names, options, progress=progress)
         folder = self.new_folder()
         json_path = folder / "tracks.json"
         write_json_atomic(json_path, clip_json(tracks, video=clip.name))
